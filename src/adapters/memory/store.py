@@ -1,0 +1,272 @@
+"""Repositories and a unit of work kept in process memory, with the semantics of the SQL ones.
+
+Every read returns a copy and every write stores a copy, so an entity changed but not saved stays
+unchanged in the store, and a unit of work that is not committed leaves no trace. Units of work run
+one at a time (a lock held from enter to exit), which is what makes ``save_transition`` race-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Self, TypeVar
+
+from application.ports import (
+    BoundingBox,
+    DeviceTokenRepository,
+    NotificationRepository,
+    ProfileRepository,
+    UnitOfWork,
+    WorkOrderRepository,
+)
+from domain.devices import DeviceToken
+from domain.notifications import Notification
+from domain.profiles import Profile, Role
+from domain.work_orders import WorkOrder, WorkStatus
+
+
+@dataclass
+class MemoryTables:
+    profiles: dict[int, Profile] = field(default_factory=dict)
+    devices: dict[int, DeviceToken] = field(default_factory=dict)
+    work_orders: dict[int, WorkOrder] = field(default_factory=dict)
+    notifications: dict[int, Notification] = field(default_factory=dict)
+    last_ids: dict[str, int] = field(
+        default_factory=lambda: {"profiles": 0, "devices": 0, "work_orders": 0, "notifications": 0}
+    )
+
+    def copy(self) -> MemoryTables:
+        # Entities are copied on every read and write, so sharing them between versions is safe.
+        return MemoryTables(
+            dict(self.profiles),
+            dict(self.devices),
+            dict(self.work_orders),
+            dict(self.notifications),
+            dict(self.last_ids),
+        )
+
+    def next_id(self, table: str) -> int:
+        self.last_ids[table] += 1
+        return self.last_ids[table]
+
+
+class MemoryStore:
+    """The committed state shared by all units of work of one process."""
+
+    def __init__(self) -> None:
+        self.tables = MemoryTables()
+        self.lock = asyncio.Lock()
+        self.commits = 0
+
+
+T = TypeVar("T")
+
+
+def _copy(entity: T) -> T:
+    return copy.deepcopy(entity)
+
+
+class MemoryProfileRepository(ProfileRepository):
+    def __init__(self, tables: MemoryTables) -> None:
+        self._t = tables
+
+    async def add(self, profile: Profile) -> Profile:
+        profile.id = self._t.next_id("profiles")
+        self._t.profiles[profile.id] = _copy(profile)
+        return profile
+
+    async def get(self, profile_id: int) -> Profile | None:
+        found = self._t.profiles.get(profile_id)
+        return _copy(found) if found else None
+
+    async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]:
+        return {i: _copy(self._t.profiles[i]) for i in profile_ids if i in self._t.profiles}
+
+    async def save(self, profile: Profile) -> None:
+        assert profile.id in self._t.profiles
+        self._t.profiles[profile.id] = _copy(profile)
+
+    async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
+        found = []
+        for p in sorted(self._t.profiles.values(), key=lambda p: p.id or 0):
+            if p.role is not Role.PROVIDER or not p.is_active_for_work:
+                continue
+            if within is not None and not _inside(p, within):
+                continue
+            found.append(_copy(p))
+            if len(found) == limit:
+                break
+        return found
+
+
+def _inside(p: Profile, box: BoundingBox) -> bool:
+    return (
+        p.location is not None
+        and box.min_lat <= p.location.latitude <= box.max_lat
+        and box.min_lon <= p.location.longitude <= box.max_lon
+    )
+
+
+class MemoryDeviceTokenRepository(DeviceTokenRepository):
+    def __init__(self, tables: MemoryTables) -> None:
+        self._t = tables
+
+    async def get_by_token(self, token: str) -> DeviceToken | None:
+        for d in self._t.devices.values():
+            if d.token == token:
+                return _copy(d)
+        return None
+
+    async def add(self, device: DeviceToken) -> DeviceToken:
+        device.id = self._t.next_id("devices")
+        self._t.devices[device.id] = _copy(device)
+        return device
+
+    async def save(self, device: DeviceToken) -> None:
+        assert device.id in self._t.devices
+        self._t.devices[device.id] = _copy(device)
+
+    async def active_for_users(self, user_ids: Collection[int]) -> dict[int, list[DeviceToken]]:
+        found: dict[int, list[DeviceToken]] = {}
+        for d in sorted(self._t.devices.values(), key=lambda d: (d.registered_at, d.id or 0)):
+            if d.user_id in user_ids and d.is_active:
+                found.setdefault(d.user_id, []).append(_copy(d))
+        return found
+
+    async def invalidate(self, reasons: Mapping[int, str], at: datetime) -> None:
+        for device_id, reason in reasons.items():
+            if device_id in self._t.devices:
+                device = _copy(self._t.devices[device_id])
+                device.invalidate(reason, at)
+                self._t.devices[device_id] = device
+
+
+class MemoryWorkOrderRepository(WorkOrderRepository):
+    def __init__(self, tables: MemoryTables) -> None:
+        self._t = tables
+
+    async def add(self, order: WorkOrder) -> WorkOrder:
+        order.id = self._t.next_id("work_orders")
+        self._t.work_orders[order.id] = _stored_order(order)
+        return order
+
+    async def get(self, order_id: int) -> WorkOrder | None:
+        found = self._t.work_orders.get(order_id)
+        return _copy(found) if found else None
+
+    async def save_transition(self, order: WorkOrder, from_status: WorkStatus) -> bool:
+        stored = self._t.work_orders.get(order.id or 0)
+        if stored is None or stored.status is not from_status:
+            return False
+        self._t.work_orders[stored.id] = _stored_order(order)  # type: ignore[index]
+        return True
+
+    async def list_for_user(
+        self, user_id: int, role: Role, status: WorkStatus | None, limit: int, before_id: int | None
+    ) -> list[WorkOrder]:
+        mine = (
+            o
+            for o in self._t.work_orders.values()
+            if (o.seeker_id if role is Role.SEEKER else o.provider_id) == user_id
+            and (status is None or o.status is status)
+            and (before_id is None or (o.id or 0) < before_id)
+        )
+        return [_copy(o) for o in sorted(mine, key=lambda o: o.id or 0, reverse=True)[:limit]]
+
+    async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
+        due = [o for o in self._t.work_orders.values() if o.status is WorkStatus.PENDING and o.expires_at <= now]
+        return [_copy(o) for o in sorted(due, key=lambda o: (o.expires_at, o.id or 0))[:limit]]
+
+
+def _stored_order(order: WorkOrder) -> WorkOrder:
+    stored = _copy(order)
+    stored.events = []  # events belong to the use case that raised them, not to the store
+    return stored
+
+
+class MemoryNotificationRepository(NotificationRepository):
+    def __init__(self, tables: MemoryTables) -> None:
+        self._t = tables
+
+    async def add_many(self, notifications: Sequence[Notification]) -> None:
+        for n in notifications:
+            n.id = self._t.next_id("notifications")
+            self._t.notifications[n.id] = _copy(n)
+
+    async def get(self, notification_id: int) -> Notification | None:
+        found = self._t.notifications.get(notification_id)
+        return _copy(found) if found else None
+
+    async def get_many(self, notification_ids: Collection[int]) -> list[Notification]:
+        return [_copy(self._t.notifications[i]) for i in sorted(set(notification_ids)) if i in self._t.notifications]
+
+    async def save_delivery(self, notification: Notification) -> None:
+        assert notification.id in self._t.notifications
+        self._t.notifications[notification.id] = _copy(notification)
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
+        due = [n for n in self._t.notifications.values() if n.next_attempt_at is not None and n.next_attempt_at <= now]
+        due.sort(key=lambda n: (n.next_attempt_at, n.id or 0))
+        return [_copy(n) for n in due[:limit]]
+
+    async def undelivered_for_user(self, user_id: int, since: datetime, limit: int) -> list[Notification]:
+        found = [
+            n
+            for n in self._t.notifications.values()
+            if n.recipient_id == user_id and n.delivered_at is None and n.created_at >= since
+        ]
+        return [_copy(n) for n in sorted(found, key=lambda n: n.id or 0)[:limit]]
+
+    async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
+        found = [
+            n
+            for n in self._t.notifications.values()
+            if n.recipient_id == user_id and (before_id is None or (n.id or 0) < before_id)
+        ]
+        return [_copy(n) for n in sorted(found, key=lambda n: n.id or 0, reverse=True)[:limit]]
+
+
+class MemoryUnitOfWork(UnitOfWork):
+    """Works on a private copy of the tables; commit publishes the copy, anything else drops it."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._tables: MemoryTables | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._store.lock.acquire()
+        self._tables = self._store.tables.copy()
+        self.profiles = MemoryProfileRepository(self._tables)
+        self.devices = MemoryDeviceTokenRepository(self._tables)
+        self.work_orders = MemoryWorkOrderRepository(self._tables)
+        self.notifications = MemoryNotificationRepository(self._tables)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self.rollback()
+        finally:
+            self._store.lock.release()
+
+    async def commit(self) -> None:
+        assert self._tables is not None, "commit outside 'async with'"
+        self._store.tables = self._tables
+        self._store.commits += 1
+        self._tables = self._tables.copy()
+        self._rebind()
+
+    async def rollback(self) -> None:
+        if self._tables is not None:
+            self._tables = self._store.tables.copy()
+            self._rebind()
+
+    def _rebind(self) -> None:
+        assert self._tables is not None
+        for repo in (self.profiles, self.devices, self.work_orders, self.notifications):
+            repo._t = self._tables  # type: ignore[attr-defined]

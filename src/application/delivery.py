@@ -1,0 +1,221 @@
+"""Delivering notifications on both channels at once, and recording what happened.
+
+Every notification reaches this service already saved, with ``attempts`` counted and
+``next_attempt_at`` set to the end of a lease. So if the process dies at any point from here on,
+the dispatcher finds the notification due when the lease ends and tries again: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from application.errors import BrokerUnavailable
+from application.messages import push_for
+from application.policy import DeliveryPolicy
+from application.ports import (
+    Clock,
+    PushFailed,
+    PushResult,
+    PushRetryLater,
+    PushSender,
+    PushSent,
+    PushTokenInvalid,
+    RealtimeBroker,
+    UnitOfWorkFactory,
+)
+from domain.devices import DeviceToken
+from domain.notifications import Notification
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Attempt:
+    """One notification being delivered: its channel tasks and what they reported."""
+
+    notification: Notification
+    devices: list[DeviceToken]
+    socket_task: asyncio.Task[int] | None = None
+    push_task: asyncio.Task[list[PushResult]] | None = None
+    retry_after: timedelta | None = None
+    dead_devices: dict[int, str] = field(default_factory=dict)
+
+    def tasks(self) -> list[asyncio.Task]:
+        return [t for t in (self.socket_task, self.push_task) if t is not None]
+
+    def in_flight(self) -> list[asyncio.Task]:
+        return [t for t in self.tasks() if not t.done()]
+
+
+class NotificationDelivery:
+    """Sends claimed notifications over socket and push concurrently and records each channel's outcome."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        push: PushSender,
+        broker: RealtimeBroker,
+        clock: Clock,
+        policy: DeliveryPolicy,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._push = push
+        self._broker = broker
+        self._clock = clock
+        self._policy = policy
+        self._background: set[asyncio.Task] = set()
+
+    def lease_until(self) -> datetime:
+        return self._clock.now() + self._policy.lease
+
+    async def deliver(
+        self,
+        notifications: Sequence[Notification],
+        devices: Mapping[int, list[DeviceToken]],
+        budget: timedelta | None = None,
+    ) -> None:
+        """Deliver and record. Waits at most ``budget`` (None: until every channel finished).
+
+        Channels still in flight when the budget runs out keep going in the background and record
+        their outcome when they finish; meanwhile the notification reads as pending.
+        """
+        if not notifications:
+            return
+        attempts = [self._start(n, list(devices.get(n.recipient_id, ()))) for n in notifications]
+        tasks = [t for a in attempts for t in a.tasks()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=budget.total_seconds() if budget is not None else None)
+        for attempt in attempts:
+            self._apply_finished(attempt)
+        try:
+            await self._record(attempts)
+        except Exception:
+            # The work itself is committed; an unrecorded outcome only means the dispatcher tries
+            # these again when their lease ends (a possible duplicate, never a loss).
+            log.exception(
+                "could not record delivery outcomes", extra={"notification_ids": [a.notification.id for a in attempts]}
+            )
+        for attempt in attempts:
+            if attempt.in_flight():
+                self._track(asyncio.create_task(self._finish_in_background(attempt)))
+
+    async def drain(self, within: float) -> None:
+        """Wait for background deliveries (on shutdown); whatever is left is retried by the dispatcher."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=within)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _start(self, n: Notification, devices: list[DeviceToken]) -> _Attempt:
+        attempt = _Attempt(n, devices)
+        push_pending, socket_pending = n.pending_channels
+        if socket_pending:
+            attempt.socket_task = self._track(
+                asyncio.create_task(
+                    asyncio.wait_for(
+                        self._broker.publish(n.recipient_id, n.message()), self._policy.socket_timeout.total_seconds()
+                    )
+                )
+            )
+        if push_pending:
+            message = push_for(n, self._clock.now())
+            if message is None:
+                n.push_failed("offer_expired_before_push")
+            elif not devices:
+                n.push_skipped()
+            else:
+                attempt.push_task = self._track(
+                    asyncio.create_task(
+                        asyncio.wait_for(self._push.send(message, devices), self._policy.push_timeout.total_seconds())
+                    )
+                )
+        return attempt
+
+    def _track(self, task: asyncio.Task) -> asyncio.Task:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _apply_finished(self, attempt: _Attempt) -> None:
+        n = attempt.notification
+        if attempt.socket_task is not None and attempt.socket_task.done():
+            self._apply_socket(n, attempt.socket_task)
+            attempt.socket_task = None
+        if attempt.push_task is not None and attempt.push_task.done():
+            self._apply_push(attempt, attempt.push_task)
+            attempt.push_task = None
+
+    def _apply_socket(self, n: Notification, task: asyncio.Task[int]) -> None:
+        error = _failure_of(task)
+        if error is None:
+            if task.result() > 0:
+                n.socket_sent()
+            else:
+                n.socket_not_connected()
+            return
+        reason = "broker_unavailable" if isinstance(error, BrokerUnavailable) else f"socket_error: {error!r}"
+        if isinstance(error, TimeoutError):
+            reason = "socket_timeout"
+        log.warning("socket delivery failed, will retry", extra={"notification_id": n.id, "reason": reason})
+        n.socket_retry(reason)
+
+    def _apply_push(self, attempt: _Attempt, task: asyncio.Task[list[PushResult]]) -> None:
+        n = attempt.notification
+        error = _failure_of(task)
+        if error is not None:
+            reason = "push_timeout" if isinstance(error, TimeoutError) else f"push_error: {error!r}"
+            log.warning("push delivery failed, will retry", extra={"notification_id": n.id, "reason": reason})
+            n.push_retry(reason)
+            return
+        results = task.result()
+        for device, result in zip(attempt.devices, results, strict=True):
+            if isinstance(result, PushTokenInvalid) and device.id is not None:
+                attempt.dead_devices[device.id] = result.reason
+        sent = [r for r in results if isinstance(r, PushSent)]
+        retry = [r for r in results if isinstance(r, PushRetryLater)]
+        failed = [r for r in results if isinstance(r, PushFailed)]
+        invalid = [r for r in results if isinstance(r, PushTokenInvalid)]
+        if sent:
+            n.push_sent(sent[0].message_id)
+        elif retry:
+            n.push_retry(retry[0].reason)
+            hints = [r.retry_after for r in retry if r.retry_after is not None]
+            attempt.retry_after = max(hints) if hints else None
+        elif failed:
+            n.push_failed(failed[0].reason)
+        else:
+            n.push_failed(f"all_devices_invalid: {invalid[0].reason}" if invalid else "no_result")
+
+    async def _record(self, attempts: Sequence[_Attempt]) -> None:
+        now = self._clock.now()
+        async with self._uow_factory() as uow:
+            dead: dict[int, str] = {}
+            for attempt in attempts:
+                n = attempt.notification
+                if not attempt.in_flight():
+                    # Still in flight: keep the lease as next_attempt_at until the background task records it.
+                    delay = self._policy.retry_delay(n.attempts, attempt.retry_after)
+                    n.schedule(now + delay, self._policy.max_attempts)
+                await uow.notifications.save_delivery(n)
+                dead.update(attempt.dead_devices)
+            if dead:
+                await uow.devices.invalidate(dead, now)
+            await uow.commit()
+
+    async def _finish_in_background(self, attempt: _Attempt) -> None:
+        await asyncio.wait(attempt.in_flight())
+        self._apply_finished(attempt)
+        try:
+            await self._record([attempt])
+        except Exception:  # the lease makes the dispatcher retry it; say so and move on
+            log.exception("could not record a delivery outcome", extra={"notification_id": attempt.notification.id})
+
+
+def _failure_of(task: asyncio.Task) -> BaseException | None:
+    if task.cancelled():
+        return TimeoutError("cancelled")
+    return task.exception()

@@ -1,0 +1,9 @@
+"""Failures of the outside world, as the application sees them. Adapters translate driver errors into these."""
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or did not answer in time."""
+
+
+class BrokerUnavailable(Exception):
+    """The real-time broker cannot carry messages right now."""

@@ -1,0 +1,107 @@
+"""What each party is told: notification payloads for sockets and the matching push content."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from application.ports import PushMessage
+from domain.events import Event, WorkAnswered, WorkAssigned, WorkCancelled, WorkExpired
+from domain.notifications import Notification, NotificationKind
+from domain.profiles import Profile
+from domain.work_orders import WorkOrder
+
+DEFAULT_PUSH_TTL = timedelta(hours=24)
+# FCM data values must be strings; these payload keys are the ones the app needs to act on a push.
+PUSH_DATA_KEYS = ("work_id", "service_type", "status")
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z suffix, to the second, as the seed shows (2025-01-30T10:30:00Z)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def parse_iso_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def notifications_for(
+    event: Event, order: WorkOrder, seeker: Profile, provider: Profile, now: datetime
+) -> list[Notification]:
+    """The notifications a domain event causes: who must hear about it and what they see."""
+    order_fields = {"work_id": order.id, "service_type": order.service_type, "status": order.status.value}
+    match event:
+        case WorkAssigned():
+            payload = {
+                **order_fields,
+                "seeker_id": seeker.id,
+                "seeker_name": seeker.name,
+                "seeker_mobile": seeker.mobile,
+                "message": order.message,
+                "distance": order.distance,
+                "latitude": order.location.latitude,
+                "longitude": order.location.longitude,
+                "created_at": iso_utc(order.created_at),
+                "expires_at": iso_utc(order.expires_at),
+            }
+            return [_new(provider, NotificationKind.WORK_ASSIGNED, order, payload, now)]
+        case WorkAnswered(accepted=accepted):
+            payload = {
+                **order_fields,
+                "accepted": accepted,
+                "provider_id": provider.id,
+                "provider_name": provider.name,
+                "provider_mobile": provider.mobile,
+                "responded_at": iso_utc(order.responded_at),
+            }
+            kind = NotificationKind.WORK_ACCEPTED if accepted else NotificationKind.WORK_REJECTED
+            return [_new(seeker, kind, order, payload, now)]
+        case WorkCancelled():
+            payload = {**order_fields, "seeker_id": seeker.id, "seeker_name": seeker.name, "cancelled_at": iso_utc(now)}
+            return [_new(provider, NotificationKind.WORK_CANCELLED, order, payload, now)]
+        case WorkExpired():
+            # Both hear of it: the seeker to look for someone else, the provider to drop the stale offer.
+            payload = {
+                **order_fields,
+                "provider_id": provider.id,
+                "provider_name": provider.name,
+                "expired_at": iso_utc(now),
+            }
+            return [
+                _new(seeker, NotificationKind.WORK_EXPIRED, order, payload, now),
+                _new(provider, NotificationKind.WORK_EXPIRED, order, payload, now),
+            ]
+    return []
+
+
+def _new(recipient: Profile, kind: NotificationKind, order: WorkOrder, payload: dict, now: datetime) -> Notification:
+    assert recipient.id is not None and order.id is not None
+    return Notification(recipient_id=recipient.id, kind=kind, work_id=order.id, payload=payload, created_at=now)
+
+
+def push_for(notification: Notification, now: datetime) -> PushMessage | None:
+    """The push matching a notification, or None when it would arrive too late to matter (offer expired)."""
+    p = notification.payload
+    service = p.get("service_type", "work")
+    ttl = DEFAULT_PUSH_TTL
+    match notification.kind:
+        case NotificationKind.WORK_ASSIGNED:
+            title = f"New {service} job"
+            body = p.get("message") or f"{p.get('seeker_name', 'A seeker')} needs a {service}"
+            if p.get("distance"):
+                body = f"{body} ({p['distance']} away)"
+            ttl = parse_iso_utc(p["expires_at"]) - now
+            if ttl <= timedelta(0):
+                return None
+        case NotificationKind.WORK_ACCEPTED:
+            title, body = "Job accepted", f"{p.get('provider_name', 'The provider')} accepted your {service} job"
+        case NotificationKind.WORK_REJECTED:
+            title, body = "Job declined", f"{p.get('provider_name', 'The provider')} declined your {service} job"
+        case NotificationKind.WORK_CANCELLED:
+            title, body = "Job cancelled", f"{p.get('seeker_name', 'The seeker')} cancelled the {service} job"
+        case NotificationKind.WORK_EXPIRED:
+            title, body = "Job expired", f"Nobody answered the {service} job in time"
+    data = {"type": notification.kind.value, "notification_id": str(notification.id)}
+    data.update({key: str(p[key]) for key in PUSH_DATA_KEYS if p.get(key) is not None})
+    return PushMessage(title=title, body=body[:240], data=data, time_to_live=ttl)

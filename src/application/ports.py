@@ -1,0 +1,205 @@
+"""Ports: what the use cases need from the outside world, as ``typing.Protocol``s.
+
+Adapters in ``adapters/<technology>/`` implement them; the composition root picks which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from domain.devices import DeviceToken
+from domain.notifications import Notification
+from domain.profiles import Profile, Role
+from domain.work_orders import WorkOrder, WorkStatus
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    min_lat: float
+    max_lat: float
+    min_lon: float
+    max_lon: float
+
+
+@runtime_checkable
+class ProfileRepository(Protocol):
+    async def add(self, profile: Profile) -> Profile:
+        """Store a new profile and give it its id."""
+
+    async def get(self, profile_id: int) -> Profile | None: ...
+
+    async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]: ...
+
+    async def save(self, profile: Profile) -> None:
+        """Store the availability and location of an existing profile."""
+
+    async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
+        """Active providers, lowest id first; with ``within``, only those whose location is in the box."""
+
+
+@runtime_checkable
+class DeviceTokenRepository(Protocol):
+    async def get_by_token(self, token: str) -> DeviceToken | None: ...
+
+    async def add(self, device: DeviceToken) -> DeviceToken: ...
+
+    async def save(self, device: DeviceToken) -> None: ...
+
+    async def active_for_users(self, user_ids: Collection[int]) -> dict[int, list[DeviceToken]]:
+        """Active devices of each user (users without one are absent), oldest registration first."""
+
+    async def invalidate(self, reasons: Mapping[int, str], at: datetime) -> None:
+        """Mark the devices (by id) dead with the reason FCM gave; already dead ones keep their first reason."""
+
+
+@runtime_checkable
+class WorkOrderRepository(Protocol):
+    async def add(self, order: WorkOrder) -> WorkOrder: ...
+
+    async def get(self, order_id: int) -> WorkOrder | None: ...
+
+    async def save_transition(self, order: WorkOrder, from_status: WorkStatus) -> bool:
+        """Store the order's new status only if the stored status is still ``from_status``.
+
+        Returns False when another transaction changed it first: this is what makes two concurrent
+        answers to one order end with exactly one winner.
+        """
+
+    async def list_for_user(
+        self, user_id: int, role: Role, status: WorkStatus | None, limit: int, before_id: int | None
+    ) -> list[WorkOrder]:
+        """Orders the seeker created (or the provider was assigned), newest first, ids below ``before_id``."""
+
+    async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
+        """Pending orders whose answer time has passed, oldest first."""
+
+
+@runtime_checkable
+class NotificationRepository(Protocol):
+    async def add_many(self, notifications: Sequence[Notification]) -> None:
+        """Store new notifications and give each its id."""
+
+    async def get(self, notification_id: int) -> Notification | None: ...
+
+    async def get_many(self, notification_ids: Collection[int]) -> list[Notification]:
+        """The notifications that exist among these ids, in id order."""
+
+    async def save_delivery(self, notification: Notification) -> None:
+        """Store the delivery fields (channel states, attempts, schedule, acknowledgement)."""
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
+        """Notifications whose next attempt is due, oldest due first.
+
+        They are locked for this unit of work: another process claiming at the same time skips them.
+        """
+
+    async def undelivered_for_user(self, user_id: int, since: datetime, limit: int) -> list[Notification]:
+        """Notifications to the user created at or after ``since`` and not acknowledged, oldest first."""
+
+    async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
+        """The user's notifications, newest first, ids below ``before_id``."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction over all repositories: commit makes every change durable, anything else undoes all.
+
+    ``async with uow:`` rolls back on exit unless ``commit()`` was called.
+    """
+
+    profiles: ProfileRepository
+    devices: DeviceTokenRepository
+    work_orders: WorkOrderRepository
+    notifications: NotificationRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+# --- push -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    """A push notification, independent of the push service."""
+
+    title: str
+    body: str
+    data: Mapping[str, str]
+    time_to_live: timedelta
+    high_priority: bool = True
+
+
+@dataclass(frozen=True)
+class PushSent:
+    message_id: str
+
+
+@dataclass(frozen=True)
+class PushTokenInvalid:
+    """The push service says the device is gone or not ours: invalidate it and do not retry."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class PushRetryLater:
+    """A passing failure (quota, outage, timeout): try again, not before ``retry_after`` if given."""
+
+    reason: str
+    retry_after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class PushFailed:
+    """A failure retrying will not fix (bad credentials, rejected payload): record it."""
+
+    reason: str
+
+
+PushResult = PushSent | PushTokenInvalid | PushRetryLater | PushFailed
+
+
+@runtime_checkable
+class PushSender(Protocol):
+    async def send(self, message: PushMessage, devices: Sequence[DeviceToken]) -> list[PushResult]:
+        """Send one message to each device; the results are in the order of ``devices``."""
+
+
+# --- real time --------------------------------------------------------------------------------------
+
+SocketSink = Callable[[str], Awaitable[None]]
+"""Writes one encoded text frame to one live socket."""
+
+
+@runtime_checkable
+class RealtimeBroker(Protocol):
+    async def publish(self, user_id: int, message: Mapping[str, Any]) -> int:
+        """Send the message to every live socket of the user; return how many received it.
+
+        Raises ``BrokerUnavailable`` when the message could not be carried at all.
+        """
+
+    async def subscribe(self, user_id: int, sink: SocketSink) -> None:
+        """Start delivering the user's messages to this socket."""
+
+    async def unsubscribe(self, user_id: int, sink: SocketSink) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""

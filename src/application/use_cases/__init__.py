@@ -1,0 +1,1 @@
+"""One module per use case; each is a class with injected ports and one ``async execute``."""

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from application.ports import Clock, UnitOfWorkFactory
+from domain.errors import NotificationNotFound
+from domain.notifications import Notification
+
+
+class AcknowledgeNotification:
+    """The app confirms it showed a notification: it counts as delivered and is not replayed again."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+
+    async def execute(self, user_id: int, notification_id: int) -> Notification:
+        async with self._uow_factory() as uow:
+            notification = await uow.notifications.get(notification_id)
+            if notification is None or notification.recipient_id != user_id:
+                # Someone else's notification reads as missing: ids must not reveal what exists.
+                raise NotificationNotFound(f"there is no notification {notification_id}")
+            if notification.delivered_at is None:
+                notification.acknowledge(self._clock.now())
+                await uow.notifications.save_delivery(notification)
+                await uow.commit()
+        return notification

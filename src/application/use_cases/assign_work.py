@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from application.delivery import NotificationDelivery
+from application.policy import DeliveryPolicy, WorkPolicy
+from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._notify import save_notifications_for
+from domain.errors import NotASeeker, ProfileNotFound, UnknownProvider
+from domain.geo import GeoPoint
+from domain.notifications import PushState, SocketState
+from domain.work_orders import WorkOrder
+
+
+@dataclass(frozen=True)
+class AssignWorkCommand:
+    seeker_id: int
+    provider_id: int
+    service_type: str
+    message: str
+    distance: str
+    location: GeoPoint
+
+
+@dataclass(frozen=True)
+class WorkAssignment:
+    """What the seeker is told: the seed's response fields."""
+
+    order: WorkOrder
+    provider_name: str
+    provider_mobile: str
+    notification_id: int
+    fcm_sent: bool
+    websocket_sent: bool
+
+
+class AssignWork:
+    """A seeker offers a job to a provider, who hears about it by push and socket at once.
+
+    The order and the provider's notification are saved in one transaction before anything is
+    sent; delivery then waits at most the request budget, and whatever did not finish in time is
+    finished in the background or by the dispatcher.
+    """
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        delivery: NotificationDelivery,
+        clock: Clock,
+        work_policy: WorkPolicy,
+        delivery_policy: DeliveryPolicy,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._delivery = delivery
+        self._clock = clock
+        self._work_policy = work_policy
+        self._delivery_policy = delivery_policy
+
+    async def execute(self, command: AssignWorkCommand) -> WorkAssignment:
+        now: datetime = self._clock.now()
+        async with self._uow_factory() as uow:
+            people = await uow.profiles.get_many({command.seeker_id, command.provider_id})
+            seeker, provider = people.get(command.seeker_id), people.get(command.provider_id)
+            if seeker is None:
+                raise ProfileNotFound("no profile for this user")
+            if not seeker.is_seeker:
+                raise NotASeeker("only seekers can assign work")
+            if provider is None:
+                raise UnknownProvider(f"there is no provider with id {command.provider_id}", field="provider_id")
+            order = WorkOrder.assign(
+                seeker,
+                provider,
+                service_type=command.service_type,
+                message=command.message,
+                distance=command.distance,
+                location=command.location,
+                now=now,
+                time_to_answer=self._work_policy.time_to_answer,
+            )
+            await uow.work_orders.add(order)
+            order.record_assigned()
+            notifications, devices = await save_notifications_for(uow, self._delivery, [order], people, now)
+            await uow.commit()
+        await self._delivery.deliver(notifications, devices, self._delivery_policy.request_budget)
+        (notification,) = notifications
+        assert notification.id is not None
+        return WorkAssignment(
+            order=order,
+            provider_name=provider.name,
+            provider_mobile=provider.mobile,
+            notification_id=notification.id,
+            fcm_sent=notification.push_state is PushState.SENT,
+            websocket_sent=notification.socket_state is SocketState.SENT,
+        )

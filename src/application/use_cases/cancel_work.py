@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from application.delivery import NotificationDelivery
+from application.policy import DeliveryPolicy
+from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._notify import save_notifications_for
+from domain.errors import InvalidTransition, NotYourOrder, WorkOrderNotFound
+from domain.work_orders import WorkOrder
+
+
+class CancelWork:
+    """The seeker withdraws a pending or accepted order; the provider hears about it."""
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, delivery: NotificationDelivery, clock: Clock, policy: DeliveryPolicy
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._delivery = delivery
+        self._clock = clock
+        self._policy = policy
+
+    async def execute(self, user_id: int, work_id: int) -> WorkOrder:
+        now = self._clock.now()
+        async with self._uow_factory() as uow:
+            order = await uow.work_orders.get(work_id)
+            if order is None:
+                raise WorkOrderNotFound(f"there is no work order {work_id}")
+            if not order.is_party(user_id):
+                # Someone else's order: do not tell a stranger it exists.
+                raise WorkOrderNotFound(f"there is no work order {work_id}")
+            if user_id != order.seeker_id:
+                raise NotYourOrder("only the seeker who created this work order can cancel it")
+            previous = order.status
+            order.cancel(user_id, now)
+            if not await uow.work_orders.save_transition(order, previous):
+                raise InvalidTransition("this work order changed a moment ago; read it again")
+            people = await uow.profiles.get_many({order.seeker_id, order.provider_id})
+            notifications, devices = await save_notifications_for(uow, self._delivery, [order], people, now)
+            await uow.commit()
+        await self._delivery.deliver(notifications, devices, self._policy.request_budget)
+        return order

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from application.ports import BoundingBox, UnitOfWorkFactory
+from domain.errors import InvalidInput
+from domain.geo import GeoPoint
+from domain.profiles import Profile
+
+MAX_RADIUS_KM = 20_000.0
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class ActiveProvider:
+    profile: Profile
+    distance_km: float | None
+
+
+class ListActiveProviders:
+    """Providers accepting work; near a point, only those within the radius, nearest first."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow_factory = uow_factory
+
+    async def execute(
+        self, near: GeoPoint | None = None, radius_km: float | None = None, limit: int = 100
+    ) -> list[ActiveProvider]:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+        if radius_km is not None:
+            if near is None:
+                raise InvalidInput("radius_km needs latitude and longitude", field="radius_km")
+            if not 0 < radius_km <= MAX_RADIUS_KM:
+                raise InvalidInput(f"radius_km must be above 0 and at most {MAX_RADIUS_KM:g}", field="radius_km")
+        async with self._uow_factory() as uow:
+            if near is None:
+                return [ActiveProvider(p, None) for p in await uow.profiles.list_active_providers(None, limit)]
+            box = BoundingBox(*near.bounding_box(radius_km)) if radius_km is not None else None
+            # Within a box the store cannot sort by true distance, so read them all and sort here.
+            candidates = await uow.profiles.list_active_providers(box, 100_000)
+        located = [(p, near.distance_km(p.location)) for p in candidates if p.location is not None]
+        within = [(p, d) for p, d in located if radius_km is None or d <= radius_km]
+        within.sort(key=lambda pair: (pair[1], pair[0].id))
+        return [ActiveProvider(p, d) for p, d in within[:limit]]

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from application.policy import DeliveryPolicy
+from application.ports import Clock, UnitOfWorkFactory
+
+
+class ReplayUndelivered:
+    """What a socket must show right after it connects: the user's unacknowledged notifications, oldest first.
+
+    This is how a provider who was offline sees the job when they come back, and how messages
+    published while the broker was down still arrive (late, never lost).
+    """
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, policy: DeliveryPolicy) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._policy = policy
+
+    async def execute(self, user_id: int) -> list[dict[str, Any]]:
+        since = self._clock.now() - self._policy.replay_window
+        async with self._uow_factory() as uow:
+            rows = await uow.notifications.undelivered_for_user(user_id, since, self._policy.replay_limit)
+        return [n.message() for n in rows]
+
+    async def record_shown(self, user_id: int, notification_ids: Collection[int]) -> None:
+        """The replayed messages reached a live socket: their socket channel counts as sent."""
+        if not notification_ids:
+            return
+        async with self._uow_factory() as uow:
+            for n in await uow.notifications.get_many(notification_ids):
+                if n.recipient_id == user_id:
+                    n.mark_seen_on_socket()
+                    await uow.notifications.save_delivery(n)
+            await uow.commit()

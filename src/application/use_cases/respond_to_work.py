@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from application.delivery import NotificationDelivery
+from application.policy import DeliveryPolicy
+from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._notify import save_notifications_for
+from domain.errors import AlreadyAnswered, NotAProvider, NotYourOrder, WorkOrderNotFound
+from domain.notifications import Notification, SocketState
+from domain.work_orders import WorkOrder, WorkStatus
+
+
+@dataclass(frozen=True)
+class WorkAnswerRecorded:
+    order: WorkOrder
+    seeker_notification: Notification
+
+    @property
+    def seeker_notified_live(self) -> bool:
+        return self.seeker_notification.socket_state is SocketState.SENT
+
+
+class RespondToWork:
+    """The assigned provider accepts or rejects a pending order; the seeker hears the answer.
+
+    Two answers racing for one order end with one winner: the store only records the change if the
+    order is still pending, and the loser gets ``AlreadyAnswered``.
+    """
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, delivery: NotificationDelivery, clock: Clock, policy: DeliveryPolicy
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._delivery = delivery
+        self._clock = clock
+        self._policy = policy
+
+    async def execute(self, provider_id: int, work_id: int, accepted: bool) -> WorkAnswerRecorded:
+        now = self._clock.now()
+        async with self._uow_factory() as uow:
+            order = await uow.work_orders.get(work_id)
+            if order is None:
+                raise WorkOrderNotFound(f"there is no work order {work_id}")
+            people = await uow.profiles.get_many({order.seeker_id, provider_id})
+            caller = people.get(provider_id)
+            if caller is None or not caller.is_provider:
+                raise NotAProvider("only providers can answer work orders")
+            if order.provider_id != provider_id:
+                raise NotYourOrder("this work order is assigned to another provider")
+            order.answer(provider_id, accepted, now)
+            if not await uow.work_orders.save_transition(order, WorkStatus.PENDING):
+                raise AlreadyAnswered("this work order was answered a moment ago")
+            notifications, devices = await save_notifications_for(uow, self._delivery, [order], people, now)
+            await uow.commit()
+        await self._delivery.deliver(notifications, devices, self._policy.request_budget)
+        return WorkAnswerRecorded(order, notifications[0])
