@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.errors import AlreadyAnswered, InvalidInput, InvalidTransition, NotASeeker, NotYourOrder, ProviderUnavailable
+from domain.errors import (
+    AlreadyAnswered,
+    InvalidInput,
+    InvalidTransition,
+    NotASeeker,
+    NotYourOrder,
+    ProviderUnavailable,
+)
 from domain.geo import GeoPoint
 from domain.notifications import DeliveryStatus, Notification, NotificationKind, PushState, SocketState
 from domain.profiles import Profile, Role
@@ -33,19 +40,44 @@ def order(**overrides) -> WorkOrder:
 def test_only_seekers_assign_and_only_to_active_providers():
     seeker, provider = people()
     with pytest.raises(NotASeeker):
-        WorkOrder.assign(provider, provider, service_type="x", message="", distance="", location=GeoPoint(0, 0),
-                         now=NOW, time_to_answer=timedelta(1))
+        WorkOrder.assign(
+            provider,
+            provider,
+            service_type="x",
+            message="",
+            distance="",
+            location=GeoPoint(0, 0),
+            now=NOW,
+            time_to_answer=timedelta(1),
+        )
     provider.is_active_for_work = False
     with pytest.raises(ProviderUnavailable):
-        WorkOrder.assign(seeker, provider, service_type="x", message="", distance="", location=GeoPoint(0, 0),
-                         now=NOW, time_to_answer=timedelta(1))
+        WorkOrder.assign(
+            seeker,
+            provider,
+            service_type="x",
+            message="",
+            distance="",
+            location=GeoPoint(0, 0),
+            now=NOW,
+            time_to_answer=timedelta(1),
+        )
     with pytest.raises(ProviderUnavailable):
-        WorkOrder.assign(seeker, seeker, service_type="x", message="", distance="", location=GeoPoint(0, 0),
-                         now=NOW, time_to_answer=timedelta(1))
+        WorkOrder.assign(
+            seeker,
+            seeker,
+            service_type="x",
+            message="",
+            distance="",
+            location=GeoPoint(0, 0),
+            now=NOW,
+            time_to_answer=timedelta(1),
+        )
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("service_type", ""), ("service_type", "x" * 65), ("message", "m" * 2001), ("distance", "d" * 33)]
+    ("field", "value"),
+    [("service_type", ""), ("service_type", "x" * 65), ("message", "m" * 2001), ("distance", "d" * 33)],
 )
 def test_order_text_limits_name_the_field(field, value):
     with pytest.raises(InvalidInput) as caught:
@@ -89,8 +121,12 @@ def test_only_the_seeker_cancels_and_accepted_work_can_still_be_cancelled_or_com
 def test_terminal_orders_never_change(terminal):
     o = order()
     o.status = terminal
-    for change in (lambda: o.answer(2, True, NOW), lambda: o.cancel(1, NOW), lambda: o.expire(NOW + timedelta(days=1)),
-                   lambda: o.complete(1, NOW)):
+    for change in (
+        lambda: o.answer(2, True, NOW),
+        lambda: o.cancel(1, NOW),
+        lambda: o.expire(NOW + timedelta(days=1)),
+        lambda: o.complete(1, NOW),
+    ):
         with pytest.raises((AlreadyAnswered, InvalidTransition)):
             change()
         assert o.status is terminal
