@@ -8,7 +8,7 @@ from datetime import datetime
 
 from domain.errors import InvalidInput
 
-TOKEN_MAX = 4096
+TOKEN_MAX = 1024  # FCM tokens are ~160-200 characters; 1024 keeps the unique index within btree limits
 PLATFORM_MAX = 32
 
 

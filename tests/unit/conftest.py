@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from adapters.memory.push import RecordingPushSender
 from adapters.memory.store import MemoryStore, MemoryUnitOfWork
 from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy, WorkPolicy
+from application.ports import UnitOfWork
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.assign_work import AssignWork, AssignWorkCommand, WorkAssignment
 from application.use_cases.cancel_work import CancelWork
@@ -65,12 +67,13 @@ class FlakyBroker(InProcessBroker):
 
 @dataclass
 class World:
-    store: MemoryStore
+    store: MemoryStore | None
     clock: FakeClock
     push: RecordingPushSender
     broker: FlakyBroker
     delivery_policy: DeliveryPolicy
     work_policy: WorkPolicy
+    uow_factory: Callable[[], UnitOfWork] | None = None  # another store (the SQL ones); default: ``store``
 
     def __post_init__(self) -> None:
         uow = self.uow
@@ -89,8 +92,12 @@ class World:
         self.dispatch = DispatchDueNotifications(uow, self.delivery, self.clock, self.delivery_policy)
         self.replay = ReplayUndelivered(uow, self.clock, self.delivery_policy)
 
-    def uow(self) -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(self.store)
+    def uow(self) -> UnitOfWork:
+        return self.uow_factory() if self.uow_factory else MemoryUnitOfWork(self.store)
+
+    async def device(self, token: str):
+        async with self.uow() as uow:
+            return await uow.devices.get_by_token(token)
 
     async def seeker(self, name: str = "Sam Seeker") -> Profile:
         return await self.create_profile.execute(Role.SEEKER, name, "9000000001")
@@ -128,9 +135,10 @@ class World:
         return list(self.store.tables.notifications.values())
 
 
-def make_world(seed: int = 0) -> World:
+def make_world(seed: int = 0, uow_factory: Callable[[], UnitOfWork] | None = None) -> World:
     return World(
-        store=MemoryStore(),
+        uow_factory=uow_factory,
+        store=None if uow_factory else MemoryStore(),
         clock=FakeClock(),
         push=RecordingPushSender(),
         broker=FlakyBroker(),

@@ -47,8 +47,8 @@ async def test_push_fails_but_socket_delivers(world):
     stored = await world.notification(assignment.notification_id)
     assert stored.push_state is PushState.FAILED and "UNREGISTERED" in stored.push_error
     assert stored.delivery_status is DeliveryStatus.SENT
-    device = world.store.tables.devices[registered.device.id]
-    assert not device.is_active and device.invalid_reason == "UNREGISTERED"
+    device = await world.device("stale-token")
+    assert device.id == registered.device.id and not device.is_active and device.invalid_reason == "UNREGISTERED"
     assert stored.next_attempt_at is None  # a dead token is not retried
 
 

@@ -1,0 +1,361 @@
+"""Repositories over SQLAlchemy Core, sharing the unit of work's connection."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
+from application.ports import (
+    BoundingBox,
+    DeviceTokenRepository,
+    NotificationRepository,
+    ProfileRepository,
+    WorkOrderRepository,
+)
+from domain.devices import AddressKind, DeviceToken
+from domain.geo import GeoPoint
+from domain.notifications import Notification, NotificationKind, PushState, SocketState
+from domain.profiles import Profile, Role
+from domain.work_orders import WorkOrder, WorkStatus
+
+
+class _Repository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    @property
+    def _locks_rows(self) -> bool:
+        """SQLite has one writer at a time (BEGIN IMMEDIATE), so row locks are PostgreSQL's business."""
+        return self._c.dialect.name == "postgresql"
+
+
+# --- profiles --------------------------------------------------------------------------------------
+
+
+def _profile(row: Row) -> Profile:
+    location = GeoPoint(row.latitude, row.longitude) if row.latitude is not None else None
+    return Profile(
+        id=row.id,
+        role=Role(row.role),
+        name=row.name,
+        mobile=row.mobile,
+        is_active_for_work=row.is_active_for_work,
+        location=location,
+        location_updated_at=row.location_updated_at,
+    )
+
+
+def _location_columns(location: GeoPoint | None) -> dict[str, Any]:
+    return {
+        "latitude": location.latitude if location else None,
+        "longitude": location.longitude if location else None,
+    }
+
+
+class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
+    async def add(self, profile: Profile) -> Profile:
+        values = {
+            "role": profile.role.value,
+            "name": profile.name,
+            "mobile": profile.mobile,
+            "is_active_for_work": profile.is_active_for_work,
+            "location_updated_at": profile.location_updated_at,
+            **_location_columns(profile.location),
+        }
+        profile.id = (await self._c.execute(insert(profiles).values(values).returning(profiles.c.id))).scalar_one()
+        return profile
+
+    async def get(self, profile_id: int) -> Profile | None:
+        row = (await self._c.execute(select(profiles).where(profiles.c.id == profile_id))).first()
+        return _profile(row) if row else None
+
+    async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]:
+        if not profile_ids:
+            return {}
+        rows = await self._c.execute(select(profiles).where(profiles.c.id.in_(list(profile_ids))))
+        return {row.id: _profile(row) for row in rows}
+
+    async def save(self, profile: Profile) -> None:
+        await self._c.execute(
+            update(profiles)
+            .where(profiles.c.id == profile.id)
+            .values(
+                is_active_for_work=profile.is_active_for_work,
+                location_updated_at=profile.location_updated_at,
+                **_location_columns(profile.location),
+            )
+        )
+
+    async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
+        query = select(profiles).where(profiles.c.role == Role.PROVIDER.value, profiles.c.is_active_for_work)
+        if within is not None:
+            query = query.where(
+                profiles.c.latitude.between(within.min_lat, within.max_lat),
+                profiles.c.longitude.between(within.min_lon, within.max_lon),
+            )
+        rows = await self._c.execute(query.order_by(profiles.c.id).limit(limit))
+        return [_profile(row) for row in rows]
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+
+def _device(row: Row) -> DeviceToken:
+    return DeviceToken(
+        id=row.id,
+        user_id=row.user_id,
+        token=row.token,
+        kind=AddressKind(row.kind),
+        platform=row.platform,
+        registered_at=row.registered_at,
+        invalidated_at=row.invalidated_at,
+        invalid_reason=row.invalid_reason,
+    )
+
+
+def _device_columns(device: DeviceToken) -> dict[str, Any]:
+    return {
+        "user_id": device.user_id,
+        "token": device.token,
+        "kind": device.kind.value,
+        "platform": device.platform,
+        "registered_at": device.registered_at,
+        "invalidated_at": device.invalidated_at,
+        "invalid_reason": device.invalid_reason,
+    }
+
+
+class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
+    async def get_by_token(self, token: str) -> DeviceToken | None:
+        row = (await self._c.execute(select(device_tokens).where(device_tokens.c.token == token))).first()
+        return _device(row) if row else None
+
+    async def add(self, device: DeviceToken) -> DeviceToken:
+        statement = insert(device_tokens).values(_device_columns(device)).returning(device_tokens.c.id)
+        device.id = (await self._c.execute(statement)).scalar_one()
+        return device
+
+    async def save(self, device: DeviceToken) -> None:
+        await self._c.execute(
+            update(device_tokens).where(device_tokens.c.id == device.id).values(_device_columns(device))
+        )
+
+    async def active_for_users(self, user_ids: Collection[int]) -> dict[int, list[DeviceToken]]:
+        if not user_ids:
+            return {}
+        rows = await self._c.execute(
+            select(device_tokens)
+            .where(device_tokens.c.user_id.in_(list(user_ids)), device_tokens.c.invalidated_at.is_(None))
+            .order_by(device_tokens.c.registered_at, device_tokens.c.id)
+        )
+        found: dict[int, list[DeviceToken]] = defaultdict(list)
+        for row in rows:
+            found[row.user_id].append(_device(row))
+        return dict(found)
+
+    async def invalidate(self, reasons: Mapping[int, str], at: datetime) -> None:
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for device_id, reason in reasons.items():
+            by_reason[reason].append(device_id)
+        for reason, ids in by_reason.items():
+            await self._c.execute(
+                update(device_tokens)
+                .where(device_tokens.c.id.in_(ids), device_tokens.c.invalidated_at.is_(None))
+                .values(invalidated_at=at, invalid_reason=reason[:200])
+            )
+
+
+# --- work orders -----------------------------------------------------------------------------------
+
+
+def _order(row: Row) -> WorkOrder:
+    return WorkOrder(
+        id=row.id,
+        seeker_id=row.seeker_id,
+        provider_id=row.provider_id,
+        service_type=row.service_type,
+        message=row.message,
+        distance=row.distance,
+        location=GeoPoint(row.latitude, row.longitude),
+        status=WorkStatus(row.status),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        responded_at=row.responded_at,
+        closed_at=row.closed_at,
+    )
+
+
+class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
+    async def add(self, order: WorkOrder) -> WorkOrder:
+        values = {
+            "seeker_id": order.seeker_id,
+            "provider_id": order.provider_id,
+            "service_type": order.service_type,
+            "message": order.message,
+            "distance": order.distance,
+            "latitude": order.location.latitude,
+            "longitude": order.location.longitude,
+            "status": order.status.value,
+            "created_at": order.created_at,
+            "expires_at": order.expires_at,
+            "responded_at": order.responded_at,
+            "closed_at": order.closed_at,
+        }
+        order.id = (await self._c.execute(insert(work_orders).values(values).returning(work_orders.c.id))).scalar_one()
+        return order
+
+    async def get(self, order_id: int) -> WorkOrder | None:
+        row = (await self._c.execute(select(work_orders).where(work_orders.c.id == order_id))).first()
+        return _order(row) if row else None
+
+    async def save_transition(self, order: WorkOrder, from_status: WorkStatus) -> bool:
+        # The WHERE on the old status is the guard: PostgreSQL re-checks it after waiting for a
+        # concurrent writer of the row, so the second of two racing answers updates nothing.
+        result = await self._c.execute(
+            update(work_orders)
+            .where(work_orders.c.id == order.id, work_orders.c.status == from_status.value)
+            .values(status=order.status.value, responded_at=order.responded_at, closed_at=order.closed_at)
+        )
+        return result.rowcount == 1
+
+    async def list_for_user(
+        self, user_id: int, role: Role, status: WorkStatus | None, limit: int, before_id: int | None
+    ) -> list[WorkOrder]:
+        owner = work_orders.c.seeker_id if role is Role.SEEKER else work_orders.c.provider_id
+        query = select(work_orders).where(owner == user_id)
+        if status is not None:
+            query = query.where(work_orders.c.status == status.value)
+        if before_id is not None:
+            query = query.where(work_orders.c.id < before_id)
+        rows = await self._c.execute(query.order_by(work_orders.c.id.desc()).limit(limit))
+        return [_order(row) for row in rows]
+
+    async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
+        query = (
+            select(work_orders)
+            .where(work_orders.c.status == WorkStatus.PENDING.value, work_orders.c.expires_at <= now)
+            .order_by(work_orders.c.expires_at, work_orders.c.id)
+            .limit(limit)
+        )
+        if self._locks_rows:
+            query = query.with_for_update(skip_locked=True)
+        return [_order(row) for row in await self._c.execute(query)]
+
+
+# --- notifications ---------------------------------------------------------------------------------
+
+
+def _notification(row: Row) -> Notification:
+    return Notification(
+        id=row.id,
+        recipient_id=row.recipient_id,
+        kind=NotificationKind(row.kind),
+        work_id=row.work_id,
+        payload=row.payload,
+        created_at=row.created_at,
+        push_state=PushState(row.push_state),
+        push_message_id=row.push_message_id,
+        push_error=row.push_error,
+        socket_state=SocketState(row.socket_state),
+        socket_error=row.socket_error,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_attempt_at=row.last_attempt_at,
+        delivered_at=row.delivered_at,
+    )
+
+
+def _delivery_columns(n: Notification) -> dict[str, Any]:
+    return {
+        "push_state": n.push_state.value,
+        "push_message_id": n.push_message_id,
+        "push_error": n.push_error[:500] if n.push_error else None,
+        "socket_state": n.socket_state.value,
+        "socket_error": n.socket_error[:500] if n.socket_error else None,
+        "attempts": n.attempts,
+        "next_attempt_at": n.next_attempt_at,
+        "last_attempt_at": n.last_attempt_at,
+        "delivered_at": n.delivered_at,
+    }
+
+
+class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
+    async def add_many(self, new: Sequence[Notification]) -> None:
+        if not new:
+            return
+        rows = [
+            {
+                "recipient_id": n.recipient_id,
+                "kind": n.kind.value,
+                "work_id": n.work_id,
+                "payload": n.payload,
+                "created_at": n.created_at,
+                **_delivery_columns(n),
+            }
+            for n in new
+        ]
+        if len(rows) == 1:
+            statement = insert(notifications).values(rows[0]).returning(notifications.c.id)
+            new[0].id = (await self._c.execute(statement)).scalar_one()
+            return
+        statement = insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True)
+        ids = (await self._c.execute(statement, rows)).scalars().all()
+        for n, new_id in zip(new, ids, strict=True):
+            n.id = new_id
+
+    async def get(self, notification_id: int) -> Notification | None:
+        row = (await self._c.execute(select(notifications).where(notifications.c.id == notification_id))).first()
+        return _notification(row) if row else None
+
+    async def get_many(self, notification_ids: Collection[int]) -> list[Notification]:
+        if not notification_ids:
+            return []
+        rows = await self._c.execute(
+            select(notifications).where(notifications.c.id.in_(list(notification_ids))).order_by(notifications.c.id)
+        )
+        return [_notification(row) for row in rows]
+
+    async def save_delivery(self, notification: Notification) -> None:
+        await self._c.execute(
+            update(notifications).where(notifications.c.id == notification.id).values(_delivery_columns(notification))
+        )
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
+        query = (
+            select(notifications)
+            .where(notifications.c.next_attempt_at.is_not(None), notifications.c.next_attempt_at <= now)
+            .order_by(notifications.c.next_attempt_at, notifications.c.id)
+            .limit(limit)
+        )
+        if self._locks_rows:
+            # Rows another dispatcher holds are skipped, not waited for: each process gets its own batch.
+            query = query.with_for_update(skip_locked=True)
+        return [_notification(row) for row in await self._c.execute(query)]
+
+    async def undelivered_for_user(self, user_id: int, since: datetime, limit: int) -> list[Notification]:
+        rows = await self._c.execute(
+            select(notifications)
+            .where(
+                and_(
+                    notifications.c.recipient_id == user_id,
+                    notifications.c.delivered_at.is_(None),
+                    notifications.c.created_at >= since,
+                )
+            )
+            .order_by(notifications.c.id)
+            .limit(limit)
+        )
+        return [_notification(row) for row in rows]
+
+    async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
+        query = select(notifications).where(notifications.c.recipient_id == user_id)
+        if before_id is not None:
+            query = query.where(notifications.c.id < before_id)
+        rows = await self._c.execute(query.order_by(notifications.c.id.desc()).limit(limit))
+        return [_notification(row) for row in rows]

@@ -1,0 +1,122 @@
+"""The schema. Alembic migrations create it; a test checks that they agree with these tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from adapters.sqlalchemy.types import IdType, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("role", String(16), nullable=False),
+    Column("name", String(150), nullable=False),
+    Column("mobile", String(32), nullable=False),
+    Column("is_active_for_work", Boolean, nullable=False, server_default=text("false")),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("location_updated_at", UtcDateTime),
+    CheckConstraint("role IN ('seeker', 'provider', 'operator')", name="role"),
+)
+# Active providers (the seed's monitoring query and the map of who is available).
+Index("ix_profiles_active_providers", profiles.c.role, profiles.c.is_active_for_work, profiles.c.latitude)
+
+device_tokens = Table(
+    "device_tokens",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("user_id", IdType, ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False),
+    Column("token", String(1024), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("registered_at", UtcDateTime, nullable=False),
+    Column("invalidated_at", UtcDateTime),
+    Column("invalid_reason", String(200)),
+)
+Index("ix_device_tokens_user_id", device_tokens.c.user_id)
+
+work_orders = Table(
+    "work_orders",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("seeker_id", IdType, ForeignKey("profiles.id"), nullable=False),
+    Column("provider_id", IdType, ForeignKey("profiles.id"), nullable=False),
+    Column("service_type", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("distance", String(32), nullable=False),
+    Column("latitude", Float, nullable=False),
+    Column("longitude", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("responded_at", UtcDateTime),
+    Column("closed_at", UtcDateTime),
+    CheckConstraint(
+        "status IN ('pending', 'accepted', 'rejected', 'cancelled', 'expired', 'completed')", name="status"
+    ),
+)
+# A seeker's orders by time, a provider's orders (pending ones first of all), and the expiry sweep.
+Index("ix_work_orders_seeker_id_id", work_orders.c.seeker_id, work_orders.c.id)
+Index("ix_work_orders_provider_id_status_id", work_orders.c.provider_id, work_orders.c.status, work_orders.c.id)
+Index("ix_work_orders_status_expires_at", work_orders.c.status, work_orders.c.expires_at)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("recipient_id", IdType, ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("work_id", IdType, ForeignKey("work_orders.id", ondelete="CASCADE"), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("push_state", String(16), nullable=False),
+    Column("push_message_id", String(255)),
+    Column("push_error", String(500)),
+    Column("socket_state", String(16), nullable=False),
+    Column("socket_error", String(500)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime),
+    Column("last_attempt_at", UtcDateTime),
+    Column("delivered_at", UtcDateTime),
+)
+# Due notifications for the dispatcher, a user's history, and a user's unacknowledged ones (replay).
+Index(
+    "ix_notifications_next_attempt_at",
+    notifications.c.next_attempt_at,
+    postgresql_where=notifications.c.next_attempt_at.is_not(None),
+    sqlite_where=notifications.c.next_attempt_at.is_not(None),
+)
+Index("ix_notifications_recipient_id_id", notifications.c.recipient_id, notifications.c.id)
+Index(
+    "ix_notifications_undelivered",
+    notifications.c.recipient_id,
+    notifications.c.created_at,
+    postgresql_where=notifications.c.delivered_at.is_(None),
+    sqlite_where=notifications.c.delivered_at.is_(None),
+)
+Index("ix_notifications_work_id", notifications.c.work_id)

@@ -1,0 +1,69 @@
+"""The unit of work: one connection, one transaction, shared by all repositories."""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.sqlalchemy.repositories import (
+    SqlAlchemyDeviceTokenRepository,
+    SqlAlchemyNotificationRepository,
+    SqlAlchemyProfileRepository,
+    SqlAlchemyWorkOrderRepository,
+)
+from application.errors import StorageUnavailable
+from application.ports import UnitOfWork
+
+# What "the database is not there" looks like from the driver and the pool.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, OSError, TimeoutError)
+
+
+class SqlAlchemyUnitOfWork(UnitOfWork):
+    """Rolls back on exit unless committed. Connection-level failures become ``StorageUnavailable``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            self._connection = await self._engine.connect()
+        except UNAVAILABLE as error:
+            raise StorageUnavailable(f"database unavailable: {type(error).__name__}") from error
+        self.profiles = SqlAlchemyProfileRepository(self._connection)
+        self.devices = SqlAlchemyDeviceTokenRepository(self._connection)
+        self.work_orders = SqlAlchemyWorkOrderRepository(self._connection)
+        self.notifications = SqlAlchemyNotificationRepository(self._connection)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await connection.rollback()
+            await connection.close()
+        except UNAVAILABLE + (DBAPIError,):
+            # The connection is broken: drop it from the pool rather than hand it to the next request.
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+        if isinstance(exc, UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    async def commit(self) -> None:
+        assert self._connection is not None, "commit outside 'async with'"
+        try:
+            await self._connection.commit()
+        except UNAVAILABLE as error:
+            raise StorageUnavailable(f"database unavailable: {type(error).__name__}") from error
+
+    async def rollback(self) -> None:
+        if self._connection is not None:
+            await self._connection.rollback()

@@ -1,0 +1,197 @@
+"""One contract for every store: memory, SQLite and PostgreSQL must behave the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from application.ports import BoundingBox
+from domain.devices import AddressKind, DeviceToken
+from domain.geo import GeoPoint
+from domain.notifications import Notification, NotificationKind, PushState, SocketState
+from domain.profiles import Profile, Role
+from domain.work_orders import WorkOrder, WorkStatus
+
+T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+async def add_people(uow_factory, providers=2):
+    async with uow_factory() as uow:
+        seeker = await uow.profiles.add(Profile(Role.SEEKER, "Sam", "900"))
+        found = [
+            await uow.profiles.add(
+                Profile(Role.PROVIDER, f"P{i}", "800", is_active_for_work=True, location=GeoPoint(12 + i, 67))
+            )
+            for i in range(providers)
+        ]
+        await uow.commit()
+    return seeker, found
+
+
+def new_order(seeker, provider, at=T0) -> WorkOrder:
+    return WorkOrder(
+        seeker_id=seeker.id,
+        provider_id=provider.id,
+        service_type="worker",
+        message="Paint the wall ✓",
+        distance="2.5km",
+        location=GeoPoint(12.345, 67.89),
+        status=WorkStatus.PENDING,
+        created_at=at,
+        expires_at=at + timedelta(minutes=10),
+    )
+
+
+def new_notification(recipient, order, at=T0, **fields) -> Notification:
+    return Notification(
+        recipient_id=recipient.id,
+        kind=NotificationKind.WORK_ASSIGNED,
+        work_id=order.id,
+        payload={"work_id": order.id, "latitude": 12.345, "nested": {"a": [1, "b"]}, "text": "ünïcode"},
+        created_at=at,
+        **fields,
+    )
+
+
+async def test_profiles_round_trip_and_commit_or_roll_back_as_one(uow_factory):
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        assert await uow.profiles.get(seeker.id) == seeker
+        assert await uow.profiles.get(999) is None
+        assert set(await uow.profiles.get_many([seeker.id, provider.id, 999])) == {seeker.id, provider.id}
+        provider.set_availability(False, GeoPoint(-33.9, 151.2), T0)
+        await uow.profiles.save(provider)
+        await uow.profiles.add(Profile(Role.SEEKER, "Ghost", "1"))
+        # no commit: everything above is undone
+    async with uow_factory() as uow:
+        stored = await uow.profiles.get(provider.id)
+        assert stored.is_active_for_work and stored.location == GeoPoint(12, 67)
+        assert await uow.profiles.get(seeker.id + 3) is None
+        provider.set_availability(False, GeoPoint(-33.9, 151.2), T0)
+        await uow.profiles.save(provider)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.profiles.get(provider.id) == provider
+        assert (await uow.profiles.get(provider.id)).location_updated_at == T0
+
+
+async def test_active_providers_filtered_by_box(uow_factory):
+    _, providers = await add_people(uow_factory, providers=4)
+    async with uow_factory() as uow:
+        everyone = await uow.profiles.list_active_providers(None, 10)
+        assert [p.id for p in everyone] == [p.id for p in providers]
+        boxed = await uow.profiles.list_active_providers(BoundingBox(12.5, 14.5, 66, 68), 10)
+        assert [p.name for p in boxed] == ["P1", "P2"]
+        assert len(await uow.profiles.list_active_providers(None, 2)) == 2
+
+
+async def test_devices_register_list_and_invalidate(uow_factory):
+    seeker, (provider, other) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        phone = await uow.devices.add(DeviceToken.register(provider.id, "tok-1", "android", T0))
+        tablet = await uow.devices.add(
+            DeviceToken.register(provider.id, "fid-2", "ios", T0 + timedelta(seconds=1), AddressKind.INSTALLATION_ID)
+        )
+        await uow.devices.add(DeviceToken.register(other.id, "tok-3", None, T0))
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.devices.get_by_token("fid-2") == tablet
+        active = await uow.devices.active_for_users([provider.id, seeker.id])
+        assert list(active) == [provider.id] and active[provider.id] == [phone, tablet]
+        await uow.devices.invalidate({phone.id: "UNREGISTERED"}, T0)
+        await uow.devices.invalidate({phone.id: "LATER"}, T0 + timedelta(hours=1))
+        await uow.commit()
+    async with uow_factory() as uow:
+        dead = await uow.devices.get_by_token("tok-1")
+        assert dead.invalidated_at == T0 and dead.invalid_reason == "UNREGISTERED"
+        assert (await uow.devices.active_for_users([provider.id]))[provider.id] == [tablet]
+        dead.reregister(other.id, "web", T0)
+        await uow.devices.save(dead)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert [d.token for d in (await uow.devices.active_for_users([other.id]))[other.id]] == ["tok-1", "tok-3"]
+
+
+async def test_work_orders_round_trip_and_guarded_transitions(uow_factory):
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        order = await uow.work_orders.add(new_order(seeker, provider))
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = await uow.work_orders.get(order.id)
+        assert stored == order and stored.created_at.tzinfo is not None
+        stored.answer(provider.id, True, T0 + timedelta(seconds=5))
+        assert await uow.work_orders.save_transition(stored, WorkStatus.PENDING)
+        stale = await uow.work_orders.get(order.id)
+        assert stale.status is WorkStatus.ACCEPTED
+        order.status = WorkStatus.REJECTED
+        assert not await uow.work_orders.save_transition(order, WorkStatus.PENDING)
+        await uow.commit()
+    async with uow_factory() as uow:
+        final = await uow.work_orders.get(order.id)
+        assert final.status is WorkStatus.ACCEPTED and final.responded_at == T0 + timedelta(seconds=5)
+
+
+async def test_work_orders_listed_per_role_with_filter_and_cursor(uow_factory):
+    seeker, (provider, other) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        ids = [(await uow.work_orders.add(new_order(seeker, provider, T0 + timedelta(seconds=i)))).id for i in range(4)]
+        await uow.work_orders.add(new_order(seeker, other))
+        done = await uow.work_orders.get(ids[1])
+        done.status = WorkStatus.REJECTED
+        await uow.work_orders.save_transition(done, WorkStatus.PENDING)
+        await uow.commit()
+    async with uow_factory() as uow:
+        mine = await uow.work_orders.list_for_user(provider.id, Role.PROVIDER, None, 10, None)
+        assert [o.id for o in mine] == ids[::-1]
+        page = await uow.work_orders.list_for_user(provider.id, Role.PROVIDER, None, 2, ids[3])
+        assert [o.id for o in page] == [ids[2], ids[1]]
+        rejected = await uow.work_orders.list_for_user(seeker.id, Role.SEEKER, WorkStatus.REJECTED, 10, None)
+        assert [o.id for o in rejected] == [ids[1]]
+        assert len(await uow.work_orders.list_for_user(seeker.id, Role.SEEKER, None, 10, None)) == 5
+
+
+async def test_overdue_orders_oldest_first(uow_factory):
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        late = await uow.work_orders.add(new_order(seeker, provider, T0 - timedelta(hours=1)))
+        later = await uow.work_orders.add(new_order(seeker, provider, T0 - timedelta(minutes=30)))
+        await uow.work_orders.add(new_order(seeker, provider, T0))
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert [o.id for o in await uow.work_orders.overdue(T0, 10)] == [late.id, later.id]
+        assert [o.id for o in await uow.work_orders.overdue(T0, 1)] == [late.id]
+
+
+async def test_notifications_round_trip_claim_replay_and_history(uow_factory):
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        order = await uow.work_orders.add(new_order(seeker, provider))
+        first = new_notification(provider, order, next_attempt_at=T0 + timedelta(seconds=30), attempts=1)
+        second = new_notification(provider, order, T0 + timedelta(seconds=1))
+        third = new_notification(seeker, order, next_attempt_at=T0)
+        await uow.notifications.add_many([first, second, third])
+        await uow.commit()
+    assert first.id < second.id < third.id
+    async with uow_factory() as uow:
+        assert await uow.notifications.get(first.id) == first
+        assert [n.id for n in await uow.notifications.get_many([third.id, first.id, 999])] == [first.id, third.id]
+        assert [n.id for n in await uow.notifications.claim_due(T0, 10)] == [third.id]
+        due = await uow.notifications.claim_due(T0 + timedelta(minutes=1), 10)
+        assert [n.id for n in due] == [third.id, first.id]
+        first.push_sent("projects/p/messages/1")
+        first.socket_not_connected()
+        first.schedule(None, 8)
+        first.acknowledge(T0 + timedelta(minutes=2))
+        await uow.notifications.save_delivery(first)
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = await uow.notifications.get(first.id)
+        assert stored == first and stored.push_state is PushState.SENT
+        assert stored.socket_state is SocketState.NOT_CONNECTED and stored.next_attempt_at is None
+        assert stored.payload == {"work_id": order.id, "latitude": 12.345, "nested": {"a": [1, "b"]}, "text": "ünïcode"}
+        replay = await uow.notifications.undelivered_for_user(provider.id, T0, 10)
+        assert [n.id for n in replay] == [second.id]
+        assert await uow.notifications.undelivered_for_user(provider.id, T0 + timedelta(seconds=2), 10) == []
+        history = await uow.notifications.list_for_user(provider.id, 10, None)
+        assert [n.id for n in history] == [second.id, first.id]
+        assert [n.id for n in await uow.notifications.list_for_user(provider.id, 10, second.id)] == [first.id]
