@@ -50,7 +50,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         try:
             await connection.rollback()
             await connection.close()
-        except UNAVAILABLE + (DBAPIError,):
+        except (*UNAVAILABLE, DBAPIError):
             # The connection is broken: drop it from the pool rather than hand it to the next request.
             with contextlib.suppress(Exception):
                 await connection.invalidate()
