@@ -198,6 +198,9 @@ class RealtimeBroker(Protocol):
 
     async def unsubscribe(self, user_id: int, sink: SocketSink) -> None: ...
 
+    async def is_healthy(self) -> bool:
+        """Can messages be carried right now? (Readiness checks ask this.)"""
+
 
 @runtime_checkable
 class Clock(Protocol):

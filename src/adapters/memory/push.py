@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from application.ports import PushMessage, PushResult, PushSender, PushSent
+from application.ports import PushFailed, PushMessage, PushResult, PushSender, PushSent
 from domain.devices import DeviceToken
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,13 @@ class LoggingPushSender(PushSender):
             )
             results.append(PushSent(message_id))
         return results
+
+
+class DisabledPushSender(PushSender):
+    """PUSH_BACKEND=none: pushes are switched off; each one is recorded as failed with that reason."""
+
+    async def send(self, message: PushMessage, devices: Sequence[DeviceToken]) -> list[PushResult]:
+        return [PushFailed("push_disabled") for _ in devices]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""The composition root: the one place that knows which adapter serves which port.
+
+Settings decide: DATABASE_URL (PostgreSQL, else the SQLite file), REDIS_URL (Redis pub/sub, else the
+in-process broker) and PUSH_BACKEND (log, fcm or none). Handlers receive use cases, never adapters.
+"""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from adapters.memory.broker import InProcessBroker
+from adapters.memory.clock import SystemClock
+from adapters.memory.push import DisabledPushSender, LoggingPushSender
+from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, sqlite_url
+from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
+from application.delivery import NotificationDelivery
+from application.policy import DeliveryPolicy, WorkPolicy
+from application.ports import PushSender, RealtimeBroker
+from application.use_cases.acknowledge_notification import AcknowledgeNotification
+from application.use_cases.assign_work import AssignWork
+from application.use_cases.cancel_work import CancelWork
+from application.use_cases.create_profile import CreateProfile
+from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
+from application.use_cases.expire_overdue_work import ExpireOverdueWork
+from application.use_cases.get_profile import GetProfile
+from application.use_cases.list_active_providers import ListActiveProviders
+from application.use_cases.list_notifications import ListNotifications
+from application.use_cases.list_work_orders import ListWorkOrders
+from application.use_cases.register_device import RegisterDevice
+from application.use_cases.replay_undelivered import ReplayUndelivered
+from application.use_cases.respond_to_work import RespondToWork
+from application.use_cases.set_provider_availability import SetProviderAvailability
+from entrypoints.auth import TokenService
+from entrypoints.settings import PushBackend, Settings, SettingsError
+
+
+def database_settings(settings: Settings) -> DatabaseSettings:
+    return DatabaseSettings(
+        url=settings.database_url or sqlite_url(settings.data_dir),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+
+
+def pick_broker(settings: Settings) -> RealtimeBroker:
+    if settings.redis_url:
+        raise SettingsError("REDIS_URL: the Redis broker arrives with the Redis fan-out issue; unset REDIS_URL for now")
+    return InProcessBroker()
+
+
+def pick_push_sender(settings: Settings) -> PushSender:
+    if settings.push_backend is PushBackend.LOG:
+        return LoggingPushSender()
+    if settings.push_backend is PushBackend.NONE:
+        return DisabledPushSender()
+    raise SettingsError("PUSH_BACKEND=fcm arrives with the FCM issue; use log or none for now")
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        max_attempts=settings.delivery_max_attempts,
+        first_retry_delay=settings.delivery_first_retry,
+        max_retry_delay=settings.delivery_max_retry,
+        lease=settings.delivery_lease,
+        request_budget=settings.delivery_request_budget,
+        replay_window=settings.replay_window,
+    )
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    # Creating these opens nothing yet (connections are made on first use); close() releases them.
+    engine = providers.Singleton(create_engine, providers.Callable(database_settings, settings))
+    broker = providers.Singleton(pick_broker, settings)
+    push_sender = providers.Singleton(pick_push_sender, settings)
+    clock = providers.Singleton(SystemClock)
+    tokens = providers.Singleton(TokenService, settings)
+
+    unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine)
+    delivery_policy = providers.Singleton(delivery_policy, settings)
+    work_policy = providers.Singleton(WorkPolicy, time_to_answer=settings.provided.time_to_answer)
+    delivery = providers.Singleton(
+        NotificationDelivery, unit_of_work.provider, push_sender, broker, clock, delivery_policy
+    )
+
+    create_profile = providers.Singleton(CreateProfile, unit_of_work.provider)
+    get_profile = providers.Singleton(GetProfile, unit_of_work.provider)
+    register_device = providers.Singleton(RegisterDevice, unit_of_work.provider, clock)
+    set_provider_availability = providers.Singleton(SetProviderAvailability, unit_of_work.provider, clock)
+    list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider)
+    assign_work = providers.Singleton(AssignWork, unit_of_work.provider, delivery, clock, work_policy, delivery_policy)
+    respond_to_work = providers.Singleton(RespondToWork, unit_of_work.provider, delivery, clock, delivery_policy)
+    cancel_work = providers.Singleton(CancelWork, unit_of_work.provider, delivery, clock, delivery_policy)
+    expire_overdue_work = providers.Singleton(ExpireOverdueWork, unit_of_work.provider, delivery, clock, work_policy)
+    list_work_orders = providers.Singleton(ListWorkOrders, unit_of_work.provider)
+    list_notifications = providers.Singleton(ListNotifications, unit_of_work.provider)
+    acknowledge_notification = providers.Singleton(AcknowledgeNotification, unit_of_work.provider, clock)
+    dispatch_due_notifications = providers.Singleton(
+        DispatchDueNotifications, unit_of_work.provider, delivery, clock, delivery_policy
+    )
+    replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
+
+
+def build_container(settings: Settings) -> Container:
+    return Container(settings=settings)
+
+
+async def close(container: Container) -> None:
+    """Release what the container opened: background deliveries first, then the database pool."""
+    await container.delivery().drain(within=5.0)
+    await container.engine().dispose()

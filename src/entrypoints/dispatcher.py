@@ -1,0 +1,48 @@
+"""The retry loop: expire overdue orders, then deliver due notifications, every few seconds.
+
+Runs inside each app instance by default (DISPATCHER_ENABLED) and as ``workcast dispatch`` for a
+separate worker. Several of them at once are safe: claiming skips what another one holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from application.errors import StorageUnavailable
+from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
+from application.use_cases.expire_overdue_work import ExpireOverdueWork
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self, dispatch: DispatchDueNotifications, expire: ExpireOverdueWork, interval: float, batch: int
+    ) -> None:
+        self._dispatch = dispatch
+        self._expire = expire
+        self._interval = interval
+        self._batch = batch
+
+    async def run_once(self) -> tuple[int, int]:
+        """One round: (orders expired, notifications attempted). Keeps going while batches come back full."""
+        expired = await self._expire.execute()
+        attempted = 0
+        while True:
+            claimed = await self._dispatch.execute()
+            attempted += claimed
+            if claimed < self._batch:
+                return expired, attempted
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                expired, attempted = await self.run_once()
+                if expired or attempted:
+                    log.info("dispatch round", extra={"expired_orders": expired, "attempted_notifications": attempted})
+            except StorageUnavailable as error:
+                log.warning("dispatcher: database unavailable, will try again", extra={"error": str(error)})
+            except Exception:
+                log.exception("dispatcher round failed, will try again")
+            await asyncio.sleep(self._interval)

@@ -1,0 +1,1 @@
+"""The Litestar app: REST controllers, WebSocket handlers, the error table."""

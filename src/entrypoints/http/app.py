@@ -1,0 +1,153 @@
+"""``create_app()``: the Litestar application, wired from settings through the container."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar, Request, Response, get
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from sqlalchemy import text
+
+from adapters.sqlalchemy.migrate import upgrade_async
+from entrypoints.auth import InvalidToken, TokenService, bearer_token
+from entrypoints.container import Container, build_container, close, database_settings
+from entrypoints.dispatcher import Dispatcher
+from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
+from entrypoints.http.profiles import ProfilesController
+from entrypoints.http.schemas import Envelope, HealthData, envelope
+from entrypoints.http.sockets import provider_socket, seeker_socket
+from entrypoints.logs import configure_logging
+from entrypoints.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Use cases and services handlers may ask for by name; each resolves through the container.
+INJECTED = (
+    "tokens",
+    "broker",
+    "get_profile",
+    "register_device",
+    "set_provider_availability",
+    "list_active_providers",
+    "assign_work",
+    "respond_to_work",
+    "cancel_work",
+    "list_work_orders",
+    "list_notifications",
+    "acknowledge_notification",
+    "replay_undelivered",
+)
+
+
+async def caller_id(request: Request, tokens: TokenService) -> int:
+    """The authenticated user's id, from the bearer token (401 otherwise)."""
+    return tokens.user_id(bearer_token(request.headers.get("authorization")))
+
+
+@get("/health", tags=["operations"], operation_id="health", exclude_from_auth=True)
+async def health() -> Envelope[dict]:
+    """Liveness: the process answers."""
+    return envelope("ok", {"alive": True})
+
+
+def readiness(container: Container):
+    @get("/ready", tags=["operations"], operation_id="ready")
+    async def ready() -> Response:
+        """Readiness: the database answers and the broker can carry messages."""
+        database = "ok"
+        try:
+            async with asyncio.timeout(3):
+                async with container.engine().connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        except Exception as error:  # any failure means "not ready", with the reason for the operator
+            database = f"unavailable: {type(error).__name__}"
+        broker = "ok" if await container.broker().is_healthy() else "unavailable"
+        data = HealthData(database=database, broker=broker)
+        if database == "ok" and broker == "ok":
+            return Response(envelope("ready", data))
+        body = error_body("not ready", "not_ready") | {"data": {"database": database, "broker": broker}}
+        return Response(body, status_code=HTTP_503_SERVICE_UNAVAILABLE)
+
+    return ready
+
+
+def _resolver(container: Container, name: str):
+    """Bridge dependency-injector to Litestar: a plain callable Litestar can inspect."""
+    provider = getattr(container, name)
+
+    def resolve():
+        return provider()
+
+    return resolve
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.embedded:
+        settings = settings.with_jwt_secret()
+    container = container or build_container(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await upgrade_async(database_settings(settings).url)
+        dispatcher_task = None
+        if settings.dispatcher_enabled:
+            dispatcher = Dispatcher(
+                container.dispatch_due_notifications(),
+                container.expire_overdue_work(),
+                settings.dispatch_interval,
+                container.delivery_policy().claim_batch,
+            )
+            dispatcher_task = asyncio.create_task(dispatcher.run_forever(), name="dispatcher")
+        log.info(
+            "workcast started",
+            extra={
+                "database": "sqlite" if settings.embedded else "postgresql",
+                "broker": "redis" if settings.redis_url else "in-process",
+                "push": settings.push_backend.value,
+                "dispatcher": settings.dispatcher_enabled,
+            },
+        )
+        try:
+            yield
+        finally:
+            if dispatcher_task:
+                dispatcher_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatcher_task
+            await close(container)
+
+    dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
+    dependencies["caller_id"] = Provide(caller_id)
+    app = Litestar(
+        route_handlers=[ProfilesController, provider_socket, seeker_socket, health, readiness(container)],
+        dependencies=dependencies,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="workcast",
+            version="1.0.0",
+            description="Assign work to providers and deliver it by FCM push and WebSocket.",
+            components=Components(
+                security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+            ),
+            path="/schema",
+        ),
+        request_max_body_size=64 * 1024,
+        logging_config=None,  # configure_logging() owns the log format
+        debug=False,
+    )
+    app.state.container = container
+    app.state.settings = settings
+    return app
+
+
+__all__ = ["InvalidToken", "create_app"]

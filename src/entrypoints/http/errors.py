@@ -1,0 +1,141 @@
+"""The one table from errors to HTTP statuses (and WebSocket close codes), and the handlers that use it.
+
+Every error answer has the seed's envelope: ``{"status": "error", "message", "code", "field", "data": null}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from application.errors import StorageUnavailable
+from domain import errors as domain
+from entrypoints.auth import InvalidToken
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first matching class decides.
+STATUS_OF: list[tuple[type[Exception], int]] = [
+    (domain.ProfileNotFound, HTTP_401_UNAUTHORIZED),  # a valid token for a user we do not know
+    (domain.InvalidInput, HTTP_422_UNPROCESSABLE_ENTITY),
+    (domain.NotFound, HTTP_404_NOT_FOUND),
+    (domain.NotASeeker, HTTP_403_FORBIDDEN),
+    (domain.NotAProvider, HTTP_403_FORBIDDEN),
+    (domain.NotAnOperator, HTTP_403_FORBIDDEN),
+    (domain.NotYourOrder, HTTP_403_FORBIDDEN),
+    (domain.NotYourNotification, HTTP_403_FORBIDDEN),
+    (domain.ProviderUnavailable, HTTP_409_CONFLICT),
+    (domain.AlreadyAnswered, HTTP_409_CONFLICT),
+    (domain.InvalidTransition, HTTP_409_CONFLICT),
+    (domain.DomainError, HTTP_422_UNPROCESSABLE_ENTITY),
+]
+
+# WebSocket close codes: 4000 + the HTTP status, as is customary.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNAVAILABLE = 4503
+
+
+def status_of(error: domain.DomainError) -> int:
+    for kind, status in STATUS_OF:
+        if isinstance(error, kind):
+            return status
+    return HTTP_422_UNPROCESSABLE_ENTITY
+
+
+def error_body(message: str, code: str, field: str | None = None) -> dict:
+    return {"status": "error", "message": message, "code": code, "field": field, "data": None}
+
+
+def _response(status: int, message: str, code: str, field: str | None = None, headers=None) -> Response:
+    return Response(error_body(message, code, field), status_code=status, headers=headers)
+
+
+def on_domain_error(request: Request, error: domain.DomainError) -> Response:
+    code = "unknown_user" if isinstance(error, domain.ProfileNotFound) else error.code
+    return _response(status_of(error), error.message, code, error.field)
+
+
+def on_invalid_token(request: Request, error: InvalidToken) -> Response:
+    return _response(HTTP_401_UNAUTHORIZED, str(error), "not_authenticated", headers={"WWW-Authenticate": "Bearer"})
+
+
+def on_storage_unavailable(request: Request, error: StorageUnavailable) -> Response:
+    log.error("database unavailable", extra={"path": request.url.path, "error": str(error)})
+    return _response(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "the service is temporarily unavailable, try again shortly",
+        "storage_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`")
+
+
+def on_validation_error(request: Request, error: ValidationException) -> Response:
+    """Litestar/msgspec validation: name the field and the problem."""
+    problems = error.extra if isinstance(error.extra, list) else []
+    first = problems[0] if problems and isinstance(problems[0], dict) else {}
+    message = str(first.get("message") or error.detail)
+    field = first.get("key")
+    missing = _MISSING_FIELD.search(message)
+    if missing:
+        field = missing.group(1)
+    elif field in (None, "data"):
+        at = _AT_PATH.search(message)
+        field = at.group(1) if at else None
+    if field == "data":
+        field = None
+    message = _AT_PATH.sub("", message)
+    text = f"{field}: {message}" if field else message
+    return _response(HTTP_422_UNPROCESSABLE_ENTITY, text, "validation_error", field)
+
+
+def on_http_exception(request: Request, error: HTTPException) -> Response:
+    status = error.status_code
+    if isinstance(error, NotAuthorizedException):
+        return _response(status, error.detail, "not_authenticated", headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(error, PermissionDeniedException):
+        return _response(status, error.detail, "forbidden")
+    if status == HTTP_400_BAD_REQUEST:
+        code = "malformed_json" if "JSON" in str(error.detail) else "bad_request"
+        return _response(status, str(error.detail), code)
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        log.error("server error", extra={"path": request.url.path, "detail": str(error.detail)})
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+    return _response(status, str(error.detail), code.get(status, f"http_{status}"), headers=error.headers)
+
+
+def on_unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
+    return _response(HTTP_500_INTERNAL_SERVER_ERROR, "internal error", "internal_error")
+
+
+EXCEPTION_HANDLERS = {
+    domain.DomainError: on_domain_error,
+    InvalidToken: on_invalid_token,
+    StorageUnavailable: on_storage_unavailable,
+    ValidationException: on_validation_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}

@@ -1,0 +1,198 @@
+"""REST endpoints under /api/1/profiles/: the seed's five and what the app needs beyond them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, patch, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from msgspec import UNSET
+
+from application.messages import iso_utc
+from application.use_cases.acknowledge_notification import AcknowledgeNotification
+from application.use_cases.assign_work import AssignWork, AssignWorkCommand
+from application.use_cases.cancel_work import CancelWork
+from application.use_cases.list_active_providers import ListActiveProviders
+from application.use_cases.list_notifications import ListNotifications
+from application.use_cases.list_work_orders import ListWorkOrders
+from application.use_cases.register_device import RegisterDevice
+from application.use_cases.respond_to_work import RespondToWork
+from application.use_cases.set_provider_availability import SetProviderAvailability
+from domain.devices import AddressKind
+from domain.errors import InvalidInput
+from domain.geo import GeoPoint
+from domain.work_orders import WorkStatus
+from entrypoints.http import views
+from entrypoints.http.schemas import (
+    ActiveProvidersData,
+    AssignWorkData,
+    AssignWorkRequest,
+    Envelope,
+    FcmTokenData,
+    FcmTokenRequest,
+    NotificationData,
+    NotificationPage,
+    ProviderStatusData,
+    ProviderStatusRequest,
+    RespondData,
+    RespondRequest,
+    WorkOrderData,
+    WorkOrderPage,
+    envelope,
+)
+
+PageLimit = Annotated[int, Parameter(ge=1, le=100, description="page size")]
+Cursor = Annotated[int | None, Parameter(ge=1, le=2**63 - 1, description="next_cursor of the previous page")]
+PathId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+
+
+class ProfilesController(Controller):
+    path = "/api/1/profiles"
+    tags = ["profiles"]
+    security = [{"BearerToken": []}]
+
+    @post("/fcm-token/", status_code=HTTP_200_OK, operation_id="registerDevice")
+    async def register_device(
+        self, data: FcmTokenRequest, caller_id: int, register_device: RegisterDevice
+    ) -> Envelope[FcmTokenData]:
+        """Register the caller's device for pushes (an FCM registration token, or a Firebase installation id)."""
+        if (data.fcm_token is None) == (data.fid is None):
+            raise InvalidInput("send exactly one of fcm_token and fid", field="fcm_token")
+        kind = AddressKind.REGISTRATION_TOKEN if data.fcm_token is not None else AddressKind.INSTALLATION_ID
+        token = data.fcm_token if data.fcm_token is not None else data.fid
+        registered = await register_device.execute(caller_id, token or "", data.platform, kind)
+        assert registered.device.id is not None
+        return envelope(
+            "FCM token updated successfully",
+            FcmTokenData(
+                user_id=str(caller_id),
+                user_type=registered.profile.role.value,
+                fcm_token_set=True,
+                device_id=registered.device.id,
+                platform=registered.device.platform,
+                address_kind=registered.device.kind.value,
+            ),
+        )
+
+    @post("/assign-work/", status_code=HTTP_201_CREATED, operation_id="assignWork")
+    async def assign_work(
+        self, data: AssignWorkRequest, caller_id: int, assign_work: AssignWork
+    ) -> Envelope[AssignWorkData]:
+        """A seeker offers a job to a provider; the provider hears about it by push and WebSocket."""
+        result = await assign_work.execute(
+            AssignWorkCommand(
+                seeker_id=caller_id,
+                provider_id=data.provider_id,
+                service_type=data.service_type,
+                message=data.message,
+                distance=data.distance,
+                location=GeoPoint(data.latitude, data.longitude),
+            )
+        )
+        order = result.order
+        assert order.id is not None
+        return envelope(
+            "Work assigned successfully",
+            AssignWorkData(
+                work_order_id=order.id,
+                provider_name=result.provider_name,
+                provider_mobile=result.provider_mobile,
+                service_type=order.service_type,
+                fcm_sent=result.fcm_sent,
+                websocket_sent=result.websocket_sent,
+                created_at=iso_utc(order.created_at) or "",
+                status=order.status.value,
+                expires_at=iso_utc(order.expires_at) or "",
+                notification_id=result.notification_id,
+            ),
+        )
+
+    @get("/work-orders/", operation_id="listWorkOrders")
+    async def list_work_orders(
+        self,
+        caller_id: int,
+        list_work_orders: ListWorkOrders,
+        status: WorkStatus | None = None,
+        limit: PageLimit = 20,
+        cursor: Cursor = None,
+    ) -> Envelope[WorkOrderPage]:
+        """The caller's work orders, newest first: a seeker's created ones, a provider's assigned ones."""
+        page = await list_work_orders.execute(caller_id, status, limit, cursor)
+        orders = [views.work_order(o) for o in page.items]
+        return envelope("Work orders", WorkOrderPage(orders, len(orders), page.next_cursor))
+
+    @patch("/provider-status/", operation_id="setProviderStatus")
+    async def set_provider_status(
+        self, data: ProviderStatusRequest, caller_id: int, set_provider_availability: SetProviderAvailability
+    ) -> Envelope[ProviderStatusData]:
+        """A provider goes on or off duty, optionally with their location (both coordinates or neither)."""
+        if (data.latitude is UNSET) != (data.longitude is UNSET):
+            missing = "longitude" if data.longitude is UNSET else "latitude"
+            raise InvalidInput("send latitude and longitude together", field=missing)
+        location = GeoPoint(data.latitude, data.longitude) if data.latitude is not UNSET else None  # type: ignore[arg-type]
+        profile = await set_provider_availability.execute(caller_id, data.is_active_for_work, location)
+        assert profile.id is not None
+        return envelope(
+            "Provider status updated successfully",
+            ProviderStatusData(
+                user_id=profile.id,
+                is_active_for_work=profile.is_active_for_work,
+                latitude=profile.location.latitude if profile.location else None,
+                longitude=profile.location.longitude if profile.location else None,
+            ),
+        )
+
+    @get("/active-providers/", operation_id="listActiveProviders")
+    async def active_providers(
+        self,
+        caller_id: int,
+        list_active_providers: ListActiveProviders,
+        latitude: Annotated[float | None, Parameter(ge=-90, le=90)] = None,
+        longitude: Annotated[float | None, Parameter(ge=-180, le=180)] = None,
+        radius_km: Annotated[float | None, Parameter(gt=0, le=20_000)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+    ) -> Envelope[ActiveProvidersData]:
+        """Providers accepting work. With latitude and longitude: nearest first; with radius_km: only those within it."""
+        if (latitude is None) != (longitude is None):
+            raise InvalidInput(
+                "send latitude and longitude together", field="latitude" if latitude is None else "longitude"
+            )
+        near = GeoPoint(latitude, longitude) if latitude is not None and longitude is not None else None
+        found = await list_active_providers.execute(near, radius_km, limit)
+        providers = [views.active_provider(p) for p in found]
+        return envelope("Active providers", ActiveProvidersData(providers, len(providers)))
+
+    @post("/work-orders/{work_id:int}/respond/", status_code=HTTP_200_OK, operation_id="respondToWork")
+    async def respond(
+        self, work_id: PathId, data: RespondRequest, caller_id: int, respond_to_work: RespondToWork
+    ) -> Envelope[RespondData]:
+        """The assigned provider accepts or rejects (the REST twin of the WebSocket work_response)."""
+        result = await respond_to_work.execute(caller_id, work_id, data.accepted)
+        return envelope(
+            "Work accepted" if data.accepted else "Work rejected",
+            RespondData(work_id, result.order.status.value, data.accepted, result.seeker_notified_live),
+        )
+
+    @post("/work-orders/{work_id:int}/cancel/", status_code=HTTP_200_OK, operation_id="cancelWork")
+    async def cancel(self, work_id: PathId, caller_id: int, cancel_work: CancelWork) -> Envelope[WorkOrderData]:
+        """The seeker withdraws a pending or accepted order; the provider is told."""
+        order = await cancel_work.execute(caller_id, work_id)
+        return envelope("Work cancelled", views.work_order(order))
+
+    @get("/notifications/", operation_id="listNotifications")
+    async def notifications(
+        self, caller_id: int, list_notifications: ListNotifications, limit: PageLimit = 20, cursor: Cursor = None
+    ) -> Envelope[NotificationPage]:
+        """The caller's notifications with their delivery state, newest first."""
+        page = await list_notifications.execute(caller_id, limit, cursor)
+        items = [views.notification(n) for n in page.items]
+        return envelope("Notifications", NotificationPage(items, len(items), page.next_cursor))
+
+    @post("/notifications/{notification_id:int}/ack/", status_code=HTTP_200_OK, operation_id="acknowledgeNotification")
+    async def acknowledge(
+        self, notification_id: PathId, caller_id: int, acknowledge_notification: AcknowledgeNotification
+    ) -> Envelope[NotificationData]:
+        """The app displayed the notification: it counts as delivered and is not replayed again."""
+        n = await acknowledge_notification.execute(caller_id, notification_id)
+        return envelope("Notification acknowledged", views.notification(n))

@@ -1,0 +1,165 @@
+"""Wire shapes (msgspec Structs): request bodies as the seed's app sends them, responses in the seed's envelope."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from domain.devices import PLATFORM_MAX, TOKEN_MAX
+from domain.work_orders import DISTANCE_MAX, MESSAGE_MAX, SERVICE_TYPE_MAX
+
+Latitude = Annotated[float, Meta(ge=-90, le=90, description="degrees, WGS 84")]
+Longitude = Annotated[float, Meta(ge=-180, le=180, description="degrees, WGS 84")]
+Id = Annotated[int, Meta(ge=1, le=2**63 - 1)]
+T = TypeVar("T")
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+class FcmTokenRequest(Struct, kw_only=True):
+    fcm_token: Annotated[str, Meta(min_length=1, max_length=TOKEN_MAX)] | None = None
+    fid: Annotated[str, Meta(min_length=1, max_length=TOKEN_MAX, description="Firebase installation id")] | None = None
+    platform: Annotated[str, Meta(max_length=PLATFORM_MAX)] | None = None
+
+
+class AssignWorkRequest(Struct, kw_only=True):
+    provider_id: Id
+    service_type: Annotated[str, Meta(min_length=1, max_length=SERVICE_TYPE_MAX)]
+    message: Annotated[str, Meta(max_length=MESSAGE_MAX)] = ""
+    distance: Annotated[str, Meta(max_length=DISTANCE_MAX, description="as shown to the seeker, e.g. 2.5km")] = ""
+    latitude: Latitude
+    longitude: Longitude
+
+
+class ProviderStatusRequest(Struct, kw_only=True):
+    is_active_for_work: bool
+    latitude: Latitude | UnsetType = UNSET
+    longitude: Longitude | UnsetType = UNSET
+
+
+class RespondRequest(Struct, kw_only=True):
+    accepted: bool
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class ErrorBody(Struct):
+    status: Literal["error"]
+    message: str
+    code: str
+    field: str | None = None
+    data: None = None
+
+
+class FcmTokenData(Struct):
+    user_id: str
+    user_type: str
+    fcm_token_set: bool
+    device_id: int
+    platform: str
+    address_kind: str
+
+
+class AssignWorkData(Struct):
+    work_order_id: int
+    provider_name: str
+    provider_mobile: str
+    service_type: str
+    fcm_sent: bool
+    websocket_sent: bool
+    created_at: str
+    status: str
+    expires_at: str
+    notification_id: int
+
+
+class WorkOrderData(Struct):
+    id: int
+    work_id: int
+    seeker_id: int
+    provider_id: int
+    service_type: str
+    message: str
+    distance: str
+    latitude: float
+    longitude: float
+    status: str
+    created_at: str
+    expires_at: str
+    responded_at: str | None
+    closed_at: str | None
+
+
+class WorkOrderPage(Struct):
+    work_orders: list[WorkOrderData]
+    count: int
+    next_cursor: int | None
+
+
+class ProviderStatusData(Struct):
+    user_id: int
+    is_active_for_work: bool
+    latitude: float | None
+    longitude: float | None
+
+
+class ActiveProviderData(Struct):
+    id: int
+    name: str
+    mobile: str
+    latitude: float | None
+    longitude: float | None
+    distance_km: float | None
+
+
+class ActiveProvidersData(Struct):
+    providers: list[ActiveProviderData]
+    count: int
+
+
+class RespondData(Struct):
+    work_id: int
+    status: str
+    accepted: bool
+    seeker_notified: bool
+
+
+class NotificationData(Struct):
+    id: int
+    type: str
+    work_id: int
+    payload: dict[str, Any]
+    delivery_status: str
+    push_state: str
+    push_error: str | None
+    socket_state: str
+    socket_error: str | None
+    attempts: int
+    next_attempt_at: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+class NotificationPage(Struct):
+    notifications: list[NotificationData]
+    count: int
+    next_cursor: int | None
+
+
+class HealthData(Struct):
+    database: str
+    broker: str
+
+
+class Envelope(Struct, Generic[T]):
+    """The seed's success envelope: ``{"status": "success", "message": ..., "data": ...}``."""
+
+    status: Literal["success"]
+    message: str
+    data: T
+
+
+def envelope(message: str, data: T) -> Envelope[T]:
+    return Envelope(status="success", message=message, data=data)

@@ -1,0 +1,198 @@
+"""Settings from environment variables. Read once, by ``create_app()`` or the CLI, never at import time.
+
+Every variable, its default and its meaning is listed in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong. The message names the variable."""
+
+
+class PushBackend(enum.StrEnum):
+    LOG = "log"
+    FCM = "fcm"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None
+    db_pool_size: int
+    db_max_overflow: int
+    db_pool_timeout: float
+    db_connect_timeout: float
+    db_statement_timeout_ms: int
+    auto_migrate: bool
+    redis_url: str | None
+    push_backend: PushBackend
+    firebase_credentials_path: Path | None
+    fcm_base_url: str
+    jwt_algorithm: str
+    jwt_secret: str | None = field(repr=False)
+    jwt_public_key: str | None = field(repr=False)
+    jwt_private_key: str | None = field(repr=False)
+    jwt_issuer: str | None
+    jwt_audience: str | None
+    token_ttl: timedelta
+    time_to_answer: timedelta
+    delivery_max_attempts: int
+    delivery_request_budget: timedelta
+    delivery_lease: timedelta
+    delivery_first_retry: timedelta
+    delivery_max_retry: timedelta
+    replay_window: timedelta
+    dispatcher_enabled: bool
+    dispatch_interval: float
+    log_level: str
+    log_format: str
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded default: no DATABASE_URL, so a SQLite file in the data directory."""
+        return self.database_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        data_dir = Path(read.text("WORKCAST_DATA_DIR", ".workcast"))
+        database_url = read.text("DATABASE_URL", "") or None
+        algorithm = read.choice("JWT_ALGORITHM", "HS256", ("HS256", "RS256"))
+        settings = cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            db_pool_size=read.integer("DB_POOL_SIZE", 10, minimum=1),
+            db_max_overflow=read.integer("DB_MAX_OVERFLOW", 10, minimum=0),
+            db_pool_timeout=read.number("DB_POOL_TIMEOUT_SECONDS", 5.0),
+            db_connect_timeout=read.number("DB_CONNECT_TIMEOUT_SECONDS", 5.0),
+            db_statement_timeout_ms=read.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=1),
+            auto_migrate=read.boolean("AUTO_MIGRATE", database_url is None),
+            redis_url=read.text("REDIS_URL", "") or None,
+            push_backend=PushBackend(read.choice("PUSH_BACKEND", "log", tuple(b.value for b in PushBackend))),
+            firebase_credentials_path=_path(
+                read.text("FIREBASE_CREDENTIALS_PATH", "") or read.text("GOOGLE_APPLICATION_CREDENTIALS", "")
+            ),
+            fcm_base_url=read.text("FCM_BASE_URL", "https://fcm.googleapis.com").rstrip("/"),
+            jwt_algorithm=algorithm,
+            jwt_secret=read.text("JWT_SECRET", "") or None,
+            jwt_public_key=_key(read, "JWT_PUBLIC_KEY"),
+            jwt_private_key=_key(read, "JWT_PRIVATE_KEY"),
+            jwt_issuer=read.text("JWT_ISSUER", "") or None,
+            jwt_audience=read.text("JWT_AUDIENCE", "") or None,
+            token_ttl=timedelta(seconds=read.number("TOKEN_TTL_SECONDS", 86_400.0)),
+            time_to_answer=timedelta(seconds=read.number("WORK_TIME_TO_ANSWER_SECONDS", 600.0)),
+            delivery_max_attempts=read.integer("DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
+            delivery_request_budget=timedelta(milliseconds=read.number("DELIVERY_REQUEST_BUDGET_MS", 1000.0)),
+            delivery_lease=timedelta(seconds=read.number("DELIVERY_LEASE_SECONDS", 30.0)),
+            delivery_first_retry=timedelta(seconds=read.number("DELIVERY_FIRST_RETRY_SECONDS", 5.0)),
+            delivery_max_retry=timedelta(seconds=read.number("DELIVERY_MAX_RETRY_SECONDS", 600.0)),
+            replay_window=timedelta(hours=read.number("REPLAY_WINDOW_HOURS", 24.0)),
+            dispatcher_enabled=read.boolean("DISPATCHER_ENABLED", True),
+            dispatch_interval=read.number("DISPATCH_INTERVAL_SECONDS", 1.0),
+            log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=read.choice("LOG_FORMAT", "json", ("json", "text")),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
+            raise SettingsError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text) or JWT_PUBLIC_KEY_PATH")
+        if self.jwt_algorithm == "HS256" and self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise SettingsError("JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit secret)")
+        if self.jwt_algorithm == "HS256" and self.jwt_secret is None and not self.embedded:
+            raise SettingsError("JWT_SECRET is required when DATABASE_URL is set (only the embedded default makes one)")
+        if self.delivery_lease <= self.delivery_request_budget:
+            raise SettingsError("DELIVERY_LEASE_SECONDS must be longer than DELIVERY_REQUEST_BUDGET_MS")
+
+    def with_jwt_secret(self) -> Settings:
+        """On the embedded default, a missing JWT_SECRET is generated once and kept in the data directory."""
+        if self.jwt_algorithm != "HS256" or self.jwt_secret is not None:
+            return self
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+            log.warning(
+                "JWT_SECRET is not set: generated one for the embedded default and kept it in the data directory",
+                extra={"path": str(path)},
+            )
+        return replace(self, jwt_secret=path.read_text().strip())
+
+
+def _path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _key(read: _Reader, name: str) -> str | None:
+    inline = read.text(name, "")
+    if inline:
+        return inline
+    path = read.text(f"{name}_PATH", "")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as error:
+        raise SettingsError(f"{name}_PATH: cannot read {path}: {error.strerror}") from error
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str) -> str:
+        return self._env.get(name, default).strip()
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self.text(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.text(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise SettingsError(f"{name} must be a positive number, got {raw!r}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name, "").lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = self.text(name, default)
+        matches = [a for a in allowed if a.lower() == raw.lower()]
+        if not matches:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return matches[0]
