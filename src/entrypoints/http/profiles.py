@@ -153,7 +153,7 @@ class ProfilesController(Controller):
         radius_km: Annotated[float | None, Parameter(gt=0, le=20_000)] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
     ) -> Envelope[ActiveProvidersData]:
-        """Providers accepting work. With latitude and longitude: nearest first; with radius_km: only those within it."""
+        """Providers accepting work; near latitude/longitude: nearest first, within radius_km if given."""
         if (latitude is None) != (longitude is None):
             raise InvalidInput(
                 "send latitude and longitude together", field="latitude" if latitude is None else "longitude"
