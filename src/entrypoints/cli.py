@@ -1,10 +1,229 @@
-"""The ``workcast`` console script. Its commands arrive with the entrypoint issue."""
+"""The ``workcast`` command: serve, migrate, create-user, token, demo, dispatch."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import logging
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from entrypoints.settings import Settings, SettingsError
+
+log = logging.getLogger("workcast")
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("workcast: the command line (serve, migrate, create-user, token, demo) is not built yet", file=sys.stderr)
-    return 2
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings.from_env()
+        from entrypoints.logs import configure_logging
+
+        configure_logging(settings.log_level, settings.log_format if args.command in ("serve", "dispatch") else "text")
+        if settings.embedded:
+            settings = settings.with_jwt_secret()
+        return args.run(settings, args)
+    except SettingsError as error:
+        print(f"workcast: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workcast", description="Assign work to providers and make sure they hear.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP and WebSocket server (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--ws",
+        default="wsproto",
+        choices=["wsproto", "websockets", "websockets-sansio"],
+        help="uvicorn WebSocket implementation (wsproto holds an idle socket in the least memory)",
+    )
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(run=_sync(_migrate))
+
+    create = commands.add_parser("create-user", help="create a profile; prints {user_id, role, token} as JSON")
+    create.add_argument("--role", required=True, choices=["seeker", "provider", "operator"])
+    create.add_argument("--name", required=True)
+    create.add_argument("--mobile", required=True)
+    create.add_argument("--active", action="store_true", help="a provider who accepts work right away")
+    create.set_defaults(run=_sync(_create_user))
+
+    token = commands.add_parser("token", help="print a fresh token for a user")
+    token.add_argument("user_id", type=int)
+    token.set_defaults(run=_sync(_token))
+
+    demo = commands.add_parser("demo", help="create a seeker and an active provider and print how to try them")
+    demo.add_argument("--base-url", default="http://127.0.0.1:8000")
+    demo.set_defaults(run=_sync(_demo))
+
+    dispatch = commands.add_parser("dispatch", help="run the delivery retry loop as its own process")
+    dispatch.add_argument("--once", action="store_true", help="one round, then exit")
+    dispatch.set_defaults(run=_sync(_dispatch))
+    return parser
+
+
+def _sync(command: Callable[[Any, Settings, argparse.Namespace], Awaitable[int]]):
+    """Run an async command with a container that is closed afterwards."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        async def with_container() -> int:
+            from entrypoints.container import build_container, close
+
+            container = build_container(settings)
+            try:
+                return await command(container, settings, args)
+            finally:
+                await close(container)
+
+        return asyncio.run(with_container())
+
+    return run
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from entrypoints.http.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        ws=args.ws,
+        ws_max_size=64 * 1024,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+async def _ensure_schema(settings: Settings) -> None:
+    if settings.auto_migrate:
+        await _migrate_now(settings)
+
+
+async def _migrate_now(settings: Settings) -> None:
+    from adapters.sqlalchemy.migrate import upgrade_async
+    from entrypoints.container import database_settings
+
+    await upgrade_async(database_settings(settings).url)
+
+
+async def _migrate(container, settings: Settings, args: argparse.Namespace) -> int:
+    await _migrate_now(settings)
+    print("database schema is up to date", file=sys.stderr)
+    return 0
+
+
+async def _create_user(container, settings: Settings, args: argparse.Namespace) -> int:
+    from domain.errors import DomainError
+    from domain.profiles import Role
+
+    await _ensure_schema(settings)
+    try:
+        profile = await container.create_profile().execute(Role(args.role), args.name, args.mobile, args.active)
+    except DomainError as error:
+        print(f"workcast: {error.field or 'error'}: {error.message}", file=sys.stderr)
+        return 2
+    token = container.tokens().issue(profile.id)
+    print(json.dumps({"user_id": profile.id, "role": profile.role.value, "token": token}))
+    return 0
+
+
+async def _token(container, settings: Settings, args: argparse.Namespace) -> int:
+    from domain.errors import ProfileNotFound
+
+    await _ensure_schema(settings)
+    try:
+        await container.get_profile().execute(args.user_id)
+    except ProfileNotFound:
+        print(f"workcast: no user {args.user_id}", file=sys.stderr)
+        return 2
+    print(container.tokens().issue(args.user_id))
+    return 0
+
+
+async def _demo(container, settings: Settings, args: argparse.Namespace) -> int:
+    from domain.geo import GeoPoint
+    from domain.profiles import Role
+
+    await _ensure_schema(settings)
+    seeker = await container.create_profile().execute(Role.SEEKER, "Demo Seeker", "9000000001")
+    provider = await container.create_profile().execute(Role.PROVIDER, "John Doe", "9876543210", True)
+    await container.set_provider_availability().execute(provider.id, True, GeoPoint(12.345, 67.89))
+    tokens = container.tokens()
+    seeker_token, provider_token = tokens.issue(seeker.id), tokens.issue(provider.id)
+    base, ws_base = args.base_url.rstrip("/"), args.base_url.rstrip("/").replace("http", "ws", 1)
+    body = {
+        "provider_id": provider.id,
+        "service_type": "worker",
+        "message": "Need help with painting work",
+        "distance": "2.5km",
+        "latitude": 12.345,
+        "longitude": 67.890,
+    }
+    print(f"""Demo users (tokens valid for {settings.token_ttl}):
+  seeker   id={seeker.id}  SEEKER_JWT_TOKEN={seeker_token}
+  provider id={provider.id}  PROVIDER_JWT_TOKEN={provider_token}
+
+Start the server in another terminal:  .venv/bin/workcast serve
+
+1. Provider listens for work (WebSocket):
+  .venv/bin/python -m websockets "{ws_base}/ws/work/provider/?token={provider_token}"
+   (then type: {{"type": "work_response", "work_id": 1, "accepted": true}})
+
+2. Seeker listens for answers (WebSocket):
+  .venv/bin/python -m websockets "{ws_base}/ws/work/seeker/?token={seeker_token}"
+
+3. Provider registers a device:
+  curl -X POST {base}/api/1/profiles/fcm-token/ -H "Authorization: Bearer {provider_token}" \\
+    -H "Content-Type: application/json" -d '{{"fcm_token": "your_device_fcm_token_here"}}'
+
+4. Seeker assigns work:
+  curl -X POST {base}/api/1/profiles/assign-work/ -H "Authorization: Bearer {seeker_token}" \\
+    -H "Content-Type: application/json" -d '{json.dumps(body)}'
+
+5. Lists:
+  curl {base}/api/1/profiles/work-orders/ -H "Authorization: Bearer {seeker_token}"
+  curl "{base}/api/1/profiles/active-providers/?latitude=12.3&longitude=67.9&radius_km=10" \\
+    -H "Authorization: Bearer {seeker_token}"
+  curl -X PATCH {base}/api/1/profiles/provider-status/ -H "Authorization: Bearer {provider_token}" \\
+    -H "Content-Type: application/json" -d '{{"is_active_for_work": true}}'
+""")
+    return 0
+
+
+async def _dispatch(container, settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoints.dispatcher import Dispatcher
+
+    await _ensure_schema(settings)
+    dispatcher = Dispatcher(
+        container.dispatch_due_notifications(),
+        container.expire_overdue_work(),
+        settings.dispatch_interval,
+        container.delivery_policy().claim_batch,
+    )
+    if args.once:
+        expired, attempted = await dispatcher.run_once()
+        print(json.dumps({"expired_orders": expired, "attempted_notifications": attempted}))
+        return 0
+    log.info("dispatcher running", extra={"interval_seconds": settings.dispatch_interval})
+    await dispatcher.run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

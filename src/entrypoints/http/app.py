@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from litestar import Litestar, Request, Response, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
@@ -45,7 +45,7 @@ INJECTED = (
 )
 
 
-async def caller_id(request: Request, tokens: TokenService) -> int:
+async def caller_id(request: Request, tokens: NamedDependency[TokenService]) -> int:
     """The authenticated user's id, from the bearer token (401 otherwise)."""
     return tokens.user_id(bearer_token(request.headers.get("authorization")))
 
@@ -93,6 +93,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if settings.embedded:
         settings = settings.with_jwt_secret()
     container = container or build_container(settings)
+    # Pick the adapters now: a wrong PUSH_BACKEND or REDIS_URL stops the start with a clear message.
+    container.push_sender()
+    container.broker()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

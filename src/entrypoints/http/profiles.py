@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from msgspec import UNSET
 
@@ -42,9 +43,9 @@ from entrypoints.http.schemas import (
     envelope,
 )
 
-PageLimit = Annotated[int, Parameter(ge=1, le=100, description="page size")]
-Cursor = Annotated[int | None, Parameter(ge=1, le=2**63 - 1, description="next_cursor of the previous page")]
-PathId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="page size")]
+Cursor = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1, description="next_cursor of the previous page")]
+PathId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 class ProfilesController(Controller):
@@ -54,7 +55,10 @@ class ProfilesController(Controller):
 
     @post("/fcm-token/", status_code=HTTP_200_OK, operation_id="registerDevice")
     async def register_device(
-        self, data: FcmTokenRequest, caller_id: int, register_device: RegisterDevice
+        self,
+        data: JSONBody[FcmTokenRequest],
+        caller_id: NamedDependency[int],
+        register_device: NamedDependency[RegisterDevice],
     ) -> Envelope[FcmTokenData]:
         """Register the caller's device for pushes (an FCM registration token, or a Firebase installation id)."""
         if (data.fcm_token is None) == (data.fid is None):
@@ -77,7 +81,10 @@ class ProfilesController(Controller):
 
     @post("/assign-work/", status_code=HTTP_201_CREATED, operation_id="assignWork")
     async def assign_work(
-        self, data: AssignWorkRequest, caller_id: int, assign_work: AssignWork
+        self,
+        data: JSONBody[AssignWorkRequest],
+        caller_id: NamedDependency[int],
+        assign_work: NamedDependency[AssignWork],
     ) -> Envelope[AssignWorkData]:
         """A seeker offers a job to a provider; the provider hears about it by push and WebSocket."""
         result = await assign_work.execute(
@@ -111,9 +118,9 @@ class ProfilesController(Controller):
     @get("/work-orders/", operation_id="listWorkOrders")
     async def list_work_orders(
         self,
-        caller_id: int,
-        list_work_orders: ListWorkOrders,
-        status: WorkStatus | None = None,
+        caller_id: NamedDependency[int],
+        list_work_orders: NamedDependency[ListWorkOrders],
+        status: FromQuery[WorkStatus | None] = None,
         limit: PageLimit = 20,
         cursor: Cursor = None,
     ) -> Envelope[WorkOrderPage]:
@@ -124,7 +131,10 @@ class ProfilesController(Controller):
 
     @patch("/provider-status/", operation_id="setProviderStatus")
     async def set_provider_status(
-        self, data: ProviderStatusRequest, caller_id: int, set_provider_availability: SetProviderAvailability
+        self,
+        data: JSONBody[ProviderStatusRequest],
+        caller_id: NamedDependency[int],
+        set_provider_availability: NamedDependency[SetProviderAvailability],
     ) -> Envelope[ProviderStatusData]:
         """A provider goes on or off duty, optionally with their location (both coordinates or neither)."""
         if (data.latitude is UNSET) != (data.longitude is UNSET):
@@ -146,12 +156,12 @@ class ProfilesController(Controller):
     @get("/active-providers/", operation_id="listActiveProviders")
     async def active_providers(
         self,
-        caller_id: int,
-        list_active_providers: ListActiveProviders,
-        latitude: Annotated[float | None, Parameter(ge=-90, le=90)] = None,
-        longitude: Annotated[float | None, Parameter(ge=-180, le=180)] = None,
-        radius_km: Annotated[float | None, Parameter(gt=0, le=20_000)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        caller_id: NamedDependency[int],
+        list_active_providers: NamedDependency[ListActiveProviders],
+        latitude: Annotated[float | None, QueryParameter(ge=-90, le=90)] = None,
+        longitude: Annotated[float | None, QueryParameter(ge=-180, le=180)] = None,
+        radius_km: Annotated[float | None, QueryParameter(gt=0, le=20_000)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> Envelope[ActiveProvidersData]:
         """Providers accepting work; near latitude/longitude: nearest first, within radius_km if given."""
         if (latitude is None) != (longitude is None):
@@ -165,7 +175,11 @@ class ProfilesController(Controller):
 
     @post("/work-orders/{work_id:int}/respond/", status_code=HTTP_200_OK, operation_id="respondToWork")
     async def respond(
-        self, work_id: PathId, data: RespondRequest, caller_id: int, respond_to_work: RespondToWork
+        self,
+        work_id: PathId,
+        data: JSONBody[RespondRequest],
+        caller_id: NamedDependency[int],
+        respond_to_work: NamedDependency[RespondToWork],
     ) -> Envelope[RespondData]:
         """The assigned provider accepts or rejects (the REST twin of the WebSocket work_response)."""
         result = await respond_to_work.execute(caller_id, work_id, data.accepted)
@@ -175,14 +189,20 @@ class ProfilesController(Controller):
         )
 
     @post("/work-orders/{work_id:int}/cancel/", status_code=HTTP_200_OK, operation_id="cancelWork")
-    async def cancel(self, work_id: PathId, caller_id: int, cancel_work: CancelWork) -> Envelope[WorkOrderData]:
+    async def cancel(
+        self, work_id: PathId, caller_id: NamedDependency[int], cancel_work: NamedDependency[CancelWork]
+    ) -> Envelope[WorkOrderData]:
         """The seeker withdraws a pending or accepted order; the provider is told."""
         order = await cancel_work.execute(caller_id, work_id)
         return envelope("Work cancelled", views.work_order(order))
 
     @get("/notifications/", operation_id="listNotifications")
     async def notifications(
-        self, caller_id: int, list_notifications: ListNotifications, limit: PageLimit = 20, cursor: Cursor = None
+        self,
+        caller_id: NamedDependency[int],
+        list_notifications: NamedDependency[ListNotifications],
+        limit: PageLimit = 20,
+        cursor: Cursor = None,
     ) -> Envelope[NotificationPage]:
         """The caller's notifications with their delivery state, newest first."""
         page = await list_notifications.execute(caller_id, limit, cursor)
@@ -191,7 +211,10 @@ class ProfilesController(Controller):
 
     @post("/notifications/{notification_id:int}/ack/", status_code=HTTP_200_OK, operation_id="acknowledgeNotification")
     async def acknowledge(
-        self, notification_id: PathId, caller_id: int, acknowledge_notification: AcknowledgeNotification
+        self,
+        notification_id: PathId,
+        caller_id: NamedDependency[int],
+        acknowledge_notification: NamedDependency[AcknowledgeNotification],
     ) -> Envelope[NotificationData]:
         """The app displayed the notification: it counts as delivered and is not replayed again."""
         n = await acknowledge_notification.execute(caller_id, notification_id)

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from application.errors import StorageUnavailable
@@ -150,12 +151,12 @@ def _notification_id(text: str) -> Any:
 async def _serve(
     socket: WebSocket,
     role: Role,
-    tokens: TokenService,
-    get_profile: GetProfile,
-    broker: RealtimeBroker,
-    replay_undelivered: ReplayUndelivered,
-    respond_to_work: RespondToWork,
-    acknowledge_notification: AcknowledgeNotification,
+    tokens: NamedDependency[TokenService],
+    get_profile: NamedDependency[GetProfile],
+    broker: NamedDependency[RealtimeBroker],
+    replay_undelivered: NamedDependency[ReplayUndelivered],
+    respond_to_work: NamedDependency[RespondToWork],
+    acknowledge_notification: NamedDependency[AcknowledgeNotification],
 ) -> None:
     # Accept first: a refusal at the handshake would reach the app as a bare HTTP 403, not a close code.
     await socket.accept()
@@ -189,12 +190,12 @@ async def _serve(
 @websocket("/ws/work/provider/")
 async def provider_socket(
     socket: WebSocket,
-    tokens: TokenService,
-    get_profile: GetProfile,
-    broker: RealtimeBroker,
-    replay_undelivered: ReplayUndelivered,
-    respond_to_work: RespondToWork,
-    acknowledge_notification: AcknowledgeNotification,
+    tokens: NamedDependency[TokenService],
+    get_profile: NamedDependency[GetProfile],
+    broker: NamedDependency[RealtimeBroker],
+    replay_undelivered: NamedDependency[ReplayUndelivered],
+    respond_to_work: NamedDependency[RespondToWork],
+    acknowledge_notification: NamedDependency[AcknowledgeNotification],
 ) -> None:
     """Providers: receive work_assigned (and work_cancelled, work_expired); send work_response, ack, ping."""
     await _serve(
@@ -212,12 +213,12 @@ async def provider_socket(
 @websocket("/ws/work/seeker/")
 async def seeker_socket(
     socket: WebSocket,
-    tokens: TokenService,
-    get_profile: GetProfile,
-    broker: RealtimeBroker,
-    replay_undelivered: ReplayUndelivered,
-    respond_to_work: RespondToWork,
-    acknowledge_notification: AcknowledgeNotification,
+    tokens: NamedDependency[TokenService],
+    get_profile: NamedDependency[GetProfile],
+    broker: NamedDependency[RealtimeBroker],
+    replay_undelivered: NamedDependency[ReplayUndelivered],
+    respond_to_work: NamedDependency[RespondToWork],
+    acknowledge_notification: NamedDependency[AcknowledgeNotification],
 ) -> None:
     """Seekers: receive work_accepted, work_rejected, work_expired; send ack, ping."""
     await _serve(

@@ -1,0 +1,150 @@
+"""A real workcast under uvicorn on a loopback port, and real HTTP and WebSocket clients."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from domain.profiles import Role
+from entrypoints.container import build_container, close
+from entrypoints.http.app import create_app
+from entrypoints.settings import Settings
+from tests.fixtures.servers import free_port
+
+BASE_ENV = {
+    "LOG_LEVEL": "WARNING",
+    "LOG_FORMAT": "text",
+    "DISPATCH_INTERVAL_SECONDS": "0.2",
+    "DELIVERY_FIRST_RETRY_SECONDS": "0.2",
+    "WORK_TIME_TO_ANSWER_SECONDS": "600",
+}
+
+
+@dataclass
+class Server:
+    base_url: str
+    ws_url: str
+    settings: Settings
+
+
+@contextlib.contextmanager
+def running_server(env: Mapping[str, str]) -> Iterator[Server]:
+    """uvicorn in a thread with its own event loop; stopped (lifespan shutdown included) on exit."""
+    settings = Settings.from_env({**BASE_ENV, **env})
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, ws="wsproto", log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", server.config.app.state.settings)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("workcast-data")
+    with running_server({"WORKCAST_DATA_DIR": str(data_dir)}) as running:
+        yield running
+
+
+@dataclass
+class User:
+    id: int
+    role: Role
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Admin:
+    """What an operator does with the CLI (create users, issue tokens), against the server's database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.container = build_container(settings)
+
+    async def user(self, role: Role, name: str = "Someone", mobile: str = "9876543210", active: bool = False) -> User:
+        profile = await self.container.create_profile().execute(role, name, mobile, active)
+        return User(profile.id, role, self.container.tokens().issue(profile.id))
+
+    async def seeker(self, name: str = "Sam Seeker") -> User:
+        return await self.user(Role.SEEKER, name, "9000000001")
+
+    async def provider(self, name: str = "John Doe", active: bool = True) -> User:
+        return await self.user(Role.PROVIDER, name, "9876543210", active)
+
+
+@pytest.fixture
+async def admin(server) -> Admin:
+    admin = Admin(server.settings)
+    yield admin
+    await close(admin.container)
+
+
+@pytest.fixture
+async def http(server) -> httpx.AsyncClient:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        yield client
+
+
+class Socket:
+    """A connected app: reads JSON messages with a timeout."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+
+    async def receive(self, timeout: float = 5.0) -> dict:
+        import asyncio
+
+        return json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+
+    async def send(self, message: dict | str) -> None:
+        await self.connection.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def nothing_within(self, seconds: float) -> bool:
+        import asyncio
+
+        try:
+            await asyncio.wait_for(self.connection.recv(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+
+@contextlib.asynccontextmanager
+async def open_socket(server: Server, path: str, token: str | None = None, headers: dict | None = None):
+    url = f"{server.ws_url}{path}" + (f"?token={token}" if token else "")
+    async with connect(url, additional_headers=headers or {}, open_timeout=5) as connection:
+        yield Socket(connection)
+
+
+def seed_assignment(provider_id: int) -> dict:
+    """The seed's assign-work request body."""
+    return {
+        "provider_id": provider_id,
+        "service_type": "worker",
+        "message": "Need help with painting work",
+        "distance": "2.5km",
+        "latitude": 12.345,
+        "longitude": 67.890,
+    }
