@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -113,17 +114,13 @@ class Socket:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
 
-    async def receive(self, timeout: float = 5.0) -> dict:
-        import asyncio
-
-        return json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+    async def receive(self, within: float = 5.0) -> dict:
+        return json.loads(await asyncio.wait_for(self.connection.recv(), within))
 
     async def send(self, message: dict | str) -> None:
         await self.connection.send(message if isinstance(message, str) else json.dumps(message))
 
     async def nothing_within(self, seconds: float) -> bool:
-        import asyncio
-
         try:
             await asyncio.wait_for(self.connection.recv(), seconds)
         except TimeoutError:
