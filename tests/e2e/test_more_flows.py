@@ -1,0 +1,113 @@
+"""Flows beyond the seed: nearby providers, cancel, expiry, acknowledgements over REST, a database that is down."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.e2e.conftest import open_socket, running_server, seed_assignment
+from tests.fixtures.servers import free_port
+
+
+async def test_active_providers_near_a_point(admin, http):
+    seeker, near, far = await admin.seeker(), await admin.provider("Near"), await admin.provider("Far")
+    await http.patch(
+        "/api/1/profiles/provider-status/",
+        headers=near.headers,
+        json={"is_active_for_work": True, "latitude": 48.8566, "longitude": 2.3522},
+    )
+    await http.patch(
+        "/api/1/profiles/provider-status/",
+        headers=far.headers,
+        json={"is_active_for_work": True, "latitude": 48.9, "longitude": 2.6},
+    )
+    r = await http.get(
+        "/api/1/profiles/active-providers/",
+        headers=seeker.headers,
+        params={"latitude": 48.857, "longitude": 2.35, "radius_km": 25},
+    )
+    providers = r.json()["data"]["providers"]
+    assert [p["name"] for p in providers][:2] == ["Near", "Far"]
+    assert providers[0]["distance_km"] < 1 < providers[1]["distance_km"] < 25
+    r = await http.get(
+        "/api/1/profiles/active-providers/",
+        headers=seeker.headers,
+        params={"latitude": 48.857, "longitude": 2.35, "radius_km": 1},
+    )
+    assert [p["name"] for p in r.json()["data"]["providers"]] == ["Near"]
+
+
+async def test_cancel_reaches_the_provider(server, admin, http):
+    seeker, provider = await admin.seeker(), await admin.provider()
+    async with open_socket(server, "/ws/work/provider/", provider.token) as app:
+        await app.send({"type": "ping"})
+        await app.receive()
+        created = await http.post(
+            "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+        )
+        work_id = created.json()["data"]["work_order_id"]
+        assert (await app.receive())["type"] == "work_assigned"
+        r = await http.post(f"/api/1/profiles/work-orders/{work_id}/cancel/", headers=seeker.headers)
+        assert r.status_code == 200 and r.json()["data"]["status"] == "cancelled"
+        cancelled = await app.receive()
+        assert cancelled["type"] == "work_cancelled" and cancelled["work_id"] == work_id
+
+
+async def test_acknowledging_over_rest_marks_delivered(admin, http):
+    seeker, provider = await admin.seeker(), await admin.provider()
+    created = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+    notification_id = created.json()["data"]["notification_id"]
+    r = await http.post(f"/api/1/profiles/notifications/{notification_id}/ack/", headers=provider.headers)
+    assert r.status_code == 200 and r.json()["data"]["delivery_status"] == "delivered"
+
+
+async def test_unanswered_work_expires_and_both_sides_hear(tmp_path):
+    from tests.e2e.conftest import Admin
+
+    env = {"WORKCAST_DATA_DIR": str(tmp_path), "WORK_TIME_TO_ANSWER_SECONDS": "1"}
+    with running_server(env) as server:
+        admin = Admin(server.settings)
+        try:
+            seeker, provider = await admin.seeker(), await admin.provider()
+            async with (
+                httpx.AsyncClient(base_url=server.base_url) as http,
+                open_socket(server, "/ws/work/seeker/", seeker.token) as seeker_app,
+            ):
+                await seeker_app.send({"type": "ping"})
+                await seeker_app.receive()
+                created = await http.post(
+                    "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+                )
+                work_id = created.json()["data"]["work_order_id"]
+                expired = await seeker_app.receive(within=10)
+                assert expired["type"] == "work_expired" and expired["work_id"] == work_id
+                r = await http.post(
+                    f"/api/1/profiles/work-orders/{work_id}/respond/", json={"accepted": True}, headers=provider.headers
+                )
+                assert r.status_code == 409 and r.json()["code"] == "already_answered"
+        finally:
+            from entrypoints.container import close
+
+            await close(admin.container)
+
+
+async def test_a_database_that_is_down_answers_503_not_500(tmp_path):
+    env = {
+        "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none",
+        "JWT_SECRET": "s" * 40,
+        "AUTO_MIGRATE": "false",
+        "DB_CONNECT_TIMEOUT_SECONDS": "1",
+    }
+    with running_server(env) as server:
+        from entrypoints.auth import TokenService
+
+        token = TokenService(server.settings).issue(1)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            r = await http.get("/api/1/profiles/work-orders/", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 503 and r.json()["code"] == "storage_unavailable"
+            assert r.headers["retry-after"] == "5"
+            ready = await http.get("/ready")
+            assert ready.status_code == 503 and ready.json()["data"]["database"].startswith("unavailable")
+            assert (await http.get("/health")).status_code == 200
+        await asyncio.sleep(0)
