@@ -16,7 +16,8 @@ def emit(logger_name: str, message: str, *args, **extra) -> dict:
     handler.addFilter(RedactSecrets())
     logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
-    logger.propagate = False
+    logger.propagate, logger.disabled = False, False  # a server started by another test may have tuned it
+    logger.setLevel(logging.DEBUG)
     try:
         logger.warning(message, *args, extra=extra)
     finally:
