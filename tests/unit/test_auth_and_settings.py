@@ -1,0 +1,112 @@
+"""Tokens and settings: what is accepted, what is refused, and the messages an operator sees."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from entrypoints.auth import InvalidToken, TokenService, bearer_token
+from entrypoints.settings import PushBackend, Settings, SettingsError
+
+SECRET = "s" * 40
+
+
+def rsa_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.decode(), public.decode()
+
+
+def hs256_signed_with(secret: str, claims: dict) -> str:
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + part(signature)
+
+
+def test_hs256_round_trip_and_refusals():
+    tokens = TokenService(Settings.from_env({"JWT_SECRET": SECRET}))
+    assert tokens.user_id(tokens.issue(42)) == 42
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.user_id(tokens.issue(42, ttl=timedelta(seconds=-30)))
+    with pytest.raises(InvalidToken):
+        tokens.user_id(jwt.encode({"sub": "42", "exp": 4102444800}, "t" * 40, algorithm="HS256"))
+    with pytest.raises(InvalidToken, match="subject"):
+        tokens.user_id(jwt.encode({"sub": "admin", "exp": 4102444800}, SECRET, algorithm="HS256"))
+    with pytest.raises(InvalidToken):
+        tokens.user_id(None)
+
+
+def test_rs256_verifies_with_the_public_key_and_refuses_the_hs256_confusion_attack():
+    private, public = rsa_pair()
+    settings = Settings.from_env({"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": public, "JWT_PRIVATE_KEY": private})
+    tokens = TokenService(settings)
+    assert tokens.user_id(jwt.encode({"sub": "7", "exp": 4102444800}, private, algorithm="RS256")) == 7
+    assert tokens.user_id(tokens.issue(8)) == 8
+    # The key-confusion attack: HS256 signed with the (public) RSA key as the HMAC secret.
+    with pytest.raises(InvalidToken):
+        tokens.user_id(hs256_signed_with(public, {"sub": "7", "exp": 4102444800}))
+    with pytest.raises(InvalidToken):
+        tokens.user_id(jwt.encode({"sub": "7", "exp": 4102444800}, SECRET, algorithm="HS256"))
+    verify_only = TokenService(Settings.from_env({"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": public}))
+    with pytest.raises(ValueError, match="JWT_PRIVATE_KEY"):
+        verify_only.issue(1)
+
+
+def test_issuer_and_audience_are_enforced_when_configured():
+    tokens = TokenService(Settings.from_env({"JWT_SECRET": SECRET, "JWT_ISSUER": "auth.example", "JWT_AUDIENCE": "wc"}))
+    assert tokens.user_id(tokens.issue(3)) == 3
+    with pytest.raises(InvalidToken):
+        tokens.user_id(
+            jwt.encode({"sub": "3", "exp": 4102444800, "iss": "other", "aud": "wc"}, SECRET, algorithm="HS256")
+        )
+
+
+def test_bearer_token_sources():
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("bearer  abc ") == "abc"
+    assert bearer_token("Basic abc") is None
+    assert bearer_token(None, "fromquery") == "fromquery"
+    assert bearer_token(None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DATABASE_URL": "postgresql://x/y"}, "JWT_SECRET"),
+        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"JWT_ALGORITHM": "RS256"}, "JWT_PUBLIC_KEY"),
+        ({"PUSH_BACKEND": "carrier-pigeon"}, "PUSH_BACKEND"),
+        ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE"),
+        ({"DELIVERY_REQUEST_BUDGET_MS": "-1"}, "DELIVERY_REQUEST_BUDGET_MS"),
+        ({"AUTO_MIGRATE": "perhaps"}, "AUTO_MIGRATE"),
+        ({"JWT_PUBLIC_KEY_PATH": "/nonexistent/key.pem"}, "JWT_PUBLIC_KEY_PATH"),
+    ],
+)
+def test_bad_settings_name_the_variable(env, names):
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(env)
+
+
+def test_defaults_are_the_embedded_service(tmp_path):
+    settings = Settings.from_env({"WORKCAST_DATA_DIR": str(tmp_path)})
+    assert settings.embedded and settings.auto_migrate and settings.push_backend is PushBackend.LOG
+    assert settings.redis_url is None and settings.jwt_secret is None
+    with_secret = settings.with_jwt_secret()
+    assert len(with_secret.jwt_secret) >= 32
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
+    assert settings.with_jwt_secret().jwt_secret == with_secret.jwt_secret  # generated once, then kept
+    assert SECRET not in repr(Settings.from_env({"JWT_SECRET": SECRET}))
