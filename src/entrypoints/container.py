@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+from adapters.fcm.sender import FcmConfigurationError, FcmPushSender, load_credentials
 from adapters.memory.broker import InProcessBroker
 from adapters.memory.clock import SystemClock
 from adapters.memory.push import DisabledPushSender, LoggingPushSender
@@ -56,7 +57,18 @@ def pick_push_sender(settings: Settings) -> PushSender:
         return LoggingPushSender()
     if settings.push_backend is PushBackend.NONE:
         return DisabledPushSender()
-    raise SettingsError("PUSH_BACKEND=fcm arrives with the FCM issue; use log or none for now")
+    if settings.firebase_credentials_path is None:
+        raise SettingsError(
+            "PUSH_BACKEND=fcm needs FIREBASE_CREDENTIALS_PATH (or GOOGLE_APPLICATION_CREDENTIALS): "
+            "the service-account JSON of your Firebase project"
+        )
+    try:
+        certificate = load_credentials(settings.firebase_credentials_path, settings.firebase_credentials_setting)
+    except FcmConfigurationError as error:
+        raise SettingsError(str(error)) from None
+    return FcmPushSender(
+        certificate, settings.fcm_base_url, http_timeout=settings.delivery_push_timeout.total_seconds()
+    )
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
@@ -66,6 +78,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         max_retry_delay=settings.delivery_max_retry,
         lease=settings.delivery_lease,
         request_budget=settings.delivery_request_budget,
+        push_timeout=settings.delivery_push_timeout,
         replay_window=settings.replay_window,
     )
 
@@ -112,4 +125,7 @@ def build_container(settings: Settings) -> Container:
 async def close(container: Container) -> None:
     """Release what the container opened: background deliveries first, then the database pool."""
     await container.delivery().drain(within=5.0)
+    push = container.push_sender()
+    if isinstance(push, FcmPushSender):
+        await push.aclose()
     await container.engine().dispose()

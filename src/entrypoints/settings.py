@@ -40,6 +40,7 @@ class Settings:
     redis_url: str | None
     push_backend: PushBackend
     firebase_credentials_path: Path | None
+    firebase_credentials_setting: str
     fcm_base_url: str
     jwt_algorithm: str
     jwt_secret: str | None = field(repr=False)
@@ -51,6 +52,7 @@ class Settings:
     time_to_answer: timedelta
     delivery_max_attempts: int
     delivery_request_budget: timedelta
+    delivery_push_timeout: timedelta
     delivery_lease: timedelta
     delivery_first_retry: timedelta
     delivery_max_retry: timedelta
@@ -86,6 +88,11 @@ class Settings:
             firebase_credentials_path=_path(
                 read.text("FIREBASE_CREDENTIALS_PATH", "") or read.text("GOOGLE_APPLICATION_CREDENTIALS", "")
             ),
+            firebase_credentials_setting=(
+                "FIREBASE_CREDENTIALS_PATH"
+                if read.text("FIREBASE_CREDENTIALS_PATH", "")
+                else "GOOGLE_APPLICATION_CREDENTIALS"
+            ),
             fcm_base_url=read.text("FCM_BASE_URL", "https://fcm.googleapis.com").rstrip("/"),
             jwt_algorithm=algorithm,
             jwt_secret=read.text("JWT_SECRET", "") or None,
@@ -97,6 +104,7 @@ class Settings:
             time_to_answer=timedelta(seconds=read.number("WORK_TIME_TO_ANSWER_SECONDS", 600.0)),
             delivery_max_attempts=read.integer("DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
             delivery_request_budget=timedelta(milliseconds=read.number("DELIVERY_REQUEST_BUDGET_MS", 1000.0)),
+            delivery_push_timeout=timedelta(seconds=read.number("DELIVERY_PUSH_TIMEOUT_SECONDS", 20.0)),
             delivery_lease=timedelta(seconds=read.number("DELIVERY_LEASE_SECONDS", 30.0)),
             delivery_first_retry=timedelta(seconds=read.number("DELIVERY_FIRST_RETRY_SECONDS", 5.0)),
             delivery_max_retry=timedelta(seconds=read.number("DELIVERY_MAX_RETRY_SECONDS", 600.0)),
@@ -116,8 +124,11 @@ class Settings:
             raise SettingsError("JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit secret)")
         if self.jwt_algorithm == "HS256" and self.jwt_secret is None and not self.embedded:
             raise SettingsError("JWT_SECRET is required when DATABASE_URL is set (only the embedded default makes one)")
-        if self.delivery_lease <= self.delivery_request_budget:
-            raise SettingsError("DELIVERY_LEASE_SECONDS must be longer than DELIVERY_REQUEST_BUDGET_MS")
+        if self.delivery_lease <= max(self.delivery_request_budget, self.delivery_push_timeout):
+            raise SettingsError(
+                "DELIVERY_LEASE_SECONDS must be longer than DELIVERY_PUSH_TIMEOUT_SECONDS and"
+                " DELIVERY_REQUEST_BUDGET_MS (a claim must outlive the attempt it covers)"
+            )
 
     def with_jwt_secret(self) -> Settings:
         """On the embedded default, a missing JWT_SECRET is generated once and kept in the data directory."""

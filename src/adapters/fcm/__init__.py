@@ -1,0 +1,1 @@
+"""Firebase Cloud Messaging through the firebase-admin SDK."""

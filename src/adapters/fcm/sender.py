@@ -1,0 +1,165 @@
+"""``FcmPushSender``: the PushSender port on firebase-admin's async API.
+
+Verified with firebase-admin 7.5 to 7.7 (see pyproject.toml). Two private parts of the SDK are used,
+both here and nowhere else:
+- the messaging service's ``_fcm_url``, to honour ``FCM_BASE_URL`` (tests, egress proxies);
+- its ``_async_client``, replaced by one without the SDK's own 500/503 retries (0-7 s of sleeping
+  that ignore Retry-After): our dispatcher retries with backoff and honours Retry-After instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import firebase_admin
+import google.auth.exceptions
+import google.auth.transport.requests
+from firebase_admin import credentials, messaging
+
+from adapters.fcm.errors import result_of
+from application.ports import PushFailed, PushMessage, PushResult, PushRetryLater, PushSender, PushSent
+from domain.devices import AddressKind, DeviceToken
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500  # FCM's limit per send_each call
+MAX_TTL = timedelta(days=28)  # FCM's limit
+_app_names = itertools.count(1)
+
+
+class FcmConfigurationError(Exception):
+    """The credentials cannot be used. The message names the setting, never the secret."""
+
+
+def load_credentials(path: Path, setting: str) -> credentials.Certificate:
+    try:
+        return credentials.Certificate(str(path))
+    except OSError as error:
+        raise FcmConfigurationError(f"{setting}: cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        # The SDK's message describes the problem without echoing the key.
+        raise FcmConfigurationError(f"{setting}: {path} is not a usable service-account key ({error})") from None
+
+
+class FcmPushSender(PushSender):
+    def __init__(
+        self,
+        certificate: credentials.Certificate,
+        base_url: str = "https://fcm.googleapis.com",
+        http_timeout: float = 10.0,
+    ) -> None:
+        self._app = firebase_admin.initialize_app(
+            certificate, options={"httpTimeout": http_timeout}, name=f"workcast-{next(_app_names)}"
+        )
+        self._project_id = certificate.project_id
+        self._base_url = base_url.rstrip("/")
+        self._credential = certificate.get_credential()
+        self._refresh_lock = asyncio.Lock()
+        self._service = None
+
+    @property
+    def project_id(self) -> str:
+        return self._project_id
+
+    async def send(self, message: PushMessage, devices: Sequence[DeviceToken]) -> list[PushResult]:
+        try:
+            await self._fresh_access_token()
+        except google.auth.exceptions.RefreshError as error:
+            log.error(
+                "FCM: the service account cannot get an access token; check the key", extra={"reason": str(error)}
+            )
+            return [PushFailed(f"CREDENTIALS: {error}"[:300]) for _ in devices]
+        except google.auth.exceptions.TransportError as error:
+            return [PushRetryLater(f"token endpoint unreachable: {type(error).__name__}") for _ in devices]
+        service = self._messaging_service()
+        expires = int(time.time() + _ttl(message).total_seconds())
+        fcm_messages = [_fcm_message(message, device, expires) for device in devices]
+        results: list[PushResult] = []
+        for start in range(0, len(fcm_messages), MAX_BATCH):
+            batch = await service.send_each_async(fcm_messages[start : start + MAX_BATCH], dry_run=False)
+            for response in batch.responses:
+                if response.success:
+                    results.append(PushSent(response.message_id))
+                else:
+                    results.append(result_of(response.exception))
+        return results
+
+    async def aclose(self) -> None:
+        """Release the HTTP connections on this loop, then the SDK app.
+
+        ``delete_app`` closes the async client with ``asyncio.run``, which fails inside a running loop
+        (and would meet connections of this loop in another): close them here, delete in a thread.
+        """
+        if self._service is not None:
+            await self._service._async_client.aclose()
+        await asyncio.to_thread(firebase_admin.delete_app, self._app)
+
+    async def _fresh_access_token(self) -> None:
+        """Refresh the OAuth2 token in a thread ahead of expiry, so the SDK never refreshes it on the loop.
+
+        (The SDK refreshes through the synchronous ``requests`` library inside its async send.)
+        """
+        if self._usable(self._credential):
+            return
+        async with self._refresh_lock:
+            if not self._usable(self._credential):
+                await asyncio.to_thread(self._credential.refresh, google.auth.transport.requests.Request())
+
+    @staticmethod
+    def _usable(credential) -> bool:
+        expiry = credential.expiry  # naive UTC in google-auth
+        if not credential.token or expiry is None:
+            return False
+        return expiry - timedelta(minutes=5) > datetime.now(UTC).replace(tzinfo=None)
+
+    def _messaging_service(self):
+        if self._service is None:
+            from firebase_admin import _http_client, _retry
+
+            service = messaging._get_messaging_service(self._app)
+            service._fcm_url = f"{self._base_url}/v1/projects/{self._project_id}/messages:send"
+            service._async_client = _http_client.HttpxAsyncClient(
+                credential=self._credential,
+                timeout=self._app.options.get("httpTimeout"),
+                retry_config=_retry.HttpxRetry(max_retries=0),
+            )
+            self._service = service
+        return self._service
+
+
+def _ttl(message: PushMessage) -> timedelta:
+    return max(timedelta(seconds=1), min(message.time_to_live, MAX_TTL))
+
+
+def _fcm_message(message: PushMessage, device: DeviceToken, expires_at_epoch: int) -> messaging.Message:
+    ttl = _ttl(message)
+    common = dict(
+        notification=messaging.Notification(title=message.title, body=message.body),
+        data=dict(message.data),
+        android=messaging.AndroidConfig(
+            priority="high" if message.high_priority else "normal",
+            ttl=ttl,
+            notification=messaging.AndroidNotification(channel_id="work", sound="default"),
+        ),
+        apns=messaging.APNSConfig(
+            headers={
+                "apns-priority": "10" if message.high_priority else "5",
+                "apns-expiration": str(expires_at_epoch),
+                "apns-push-type": "alert",
+            },
+            payload=messaging.APNSPayload(aps=messaging.Aps(sound="default")),
+        ),
+    )
+    if device.kind is AddressKind.INSTALLATION_ID:
+        return messaging.Message(fid=device.token, **common)
+    with warnings.catch_warnings():
+        # The seed's app sends registration tokens; Message.token is deprecated in 7.x but still served.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return messaging.Message(token=device.token, **common)
