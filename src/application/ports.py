@@ -78,6 +78,17 @@ class WorkOrderRepository(Protocol):
         """Pending orders whose answer time has passed, oldest first."""
 
 
+@dataclass(frozen=True)
+class DeliveryStats:
+    """Counts over the notifications created since a moment (the operators' monitoring numbers)."""
+
+    total: int
+    by_delivery_status: Mapping[str, int]
+    by_push_state: Mapping[str, int]
+    by_socket_state: Mapping[str, int]
+    push_errors: Mapping[str, int]  # the most frequent push error reasons
+
+
 @runtime_checkable
 class NotificationRepository(Protocol):
     async def add_many(self, notifications: Sequence[Notification]) -> None:
@@ -102,6 +113,9 @@ class NotificationRepository(Protocol):
 
     async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
         """The user's notifications, newest first, ids below ``before_id``."""
+
+    async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
+        """Counts by derived delivery status and by channel state, and the most frequent push errors."""
 
 
 class UnitOfWork(Protocol):

@@ -23,6 +23,7 @@ from application.use_cases.cancel_work import CancelWork
 from application.use_cases.create_profile import CreateProfile
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
+from application.use_cases.get_delivery_stats import GetDeliveryStats
 from application.use_cases.get_profile import GetProfile
 from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
@@ -115,6 +116,7 @@ class Container(containers.DeclarativeContainer):
     dispatch_due_notifications = providers.Singleton(
         DispatchDueNotifications, unit_of_work.provider, delivery, clock, delivery_policy
     )
+    get_delivery_stats = providers.Singleton(GetDeliveryStats, unit_of_work.provider, clock)
     replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
 
 

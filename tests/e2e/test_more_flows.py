@@ -111,3 +111,19 @@ async def test_a_database_that_is_down_answers_503_not_500(tmp_path):
             assert ready.status_code == 503 and ready.json()["data"]["database"].startswith("unavailable")
             assert (await http.get("/health")).status_code == 200
         await asyncio.sleep(0)
+
+
+async def test_delivery_stats_are_for_operators(admin, http):
+    from domain.profiles import Role
+
+    operator, seeker, provider = await admin.user(Role.OPERATOR, "Ops"), await admin.seeker(), await admin.provider()
+    await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+    r = await http.get("/api/1/profiles/notifications/stats/", headers=seeker.headers)
+    assert r.status_code == 403 and r.json()["code"] == "not_an_operator"
+    r = await http.get("/api/1/profiles/notifications/stats/?hours=1", headers=operator.headers)
+    data = r.json()["data"]
+    assert r.status_code == 200 and data["total"] >= 1 and data["window_hours"] == 1
+    assert sum(data["by_delivery_status"].values()) == data["total"]
+    assert set(data["by_push_state"]) <= {"pending", "sent", "failed", "skipped"}
+    r = await http.get("/api/1/profiles/notifications/stats/?hours=0", headers=operator.headers)
+    assert r.status_code == 422 and r.json()["field"] == "hours"

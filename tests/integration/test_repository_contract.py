@@ -195,3 +195,38 @@ async def test_notifications_round_trip_claim_replay_and_history(uow_factory):
         history = await uow.notifications.list_for_user(provider.id, 10, None)
         assert [n.id for n in history] == [second.id, first.id]
         assert [n.id for n in await uow.notifications.list_for_user(provider.id, 10, second.id)] == [first.id]
+
+
+async def test_delivery_stats_count_by_derived_status_channel_and_error(uow_factory):
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        order = await uow.work_orders.add(new_order(seeker, provider))
+        failed = new_notification(
+            provider,
+            order,
+            push_state=PushState.FAILED,
+            push_error="UNREGISTERED",
+            socket_state=SocketState.NOT_CONNECTED,
+        )
+        also_failed = new_notification(
+            provider,
+            order,
+            push_state=PushState.FAILED,
+            push_error="UNREGISTERED",
+            socket_state=SocketState.NOT_CONNECTED,
+        )
+        sent = new_notification(seeker, order, push_state=PushState.SKIPPED, socket_state=SocketState.SENT)
+        delivered = new_notification(
+            seeker, order, push_state=PushState.SENT, socket_state=SocketState.SENT, delivered_at=T0
+        )
+        retrying = new_notification(provider, order, push_error="QUOTA_EXCEEDED", next_attempt_at=T0)
+        old = new_notification(provider, order, T0 - timedelta(days=2))
+        await uow.notifications.add_many([failed, also_failed, sent, delivered, retrying, old])
+        await uow.commit()
+    async with uow_factory() as uow:
+        stats = await uow.notifications.delivery_stats(T0 - timedelta(hours=1), 20)
+    assert stats.total == 5
+    assert dict(stats.by_delivery_status) == {"failed": 2, "sent": 1, "delivered": 1, "pending": 1}
+    assert dict(stats.by_push_state) == {"failed": 2, "skipped": 1, "sent": 1, "pending": 1}
+    assert dict(stats.by_socket_state) == {"not_connected": 2, "sent": 2, "pending": 1}
+    assert dict(stats.push_errors) == {"UNREGISTERED": 2, "QUOTA_EXCEEDED": 1}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from typing import Self, TypeVar
 
 from application.ports import (
     BoundingBox,
+    DeliveryStats,
     DeviceTokenRepository,
     NotificationRepository,
     ProfileRepository,
@@ -220,6 +222,17 @@ class MemoryNotificationRepository(NotificationRepository):
             if n.recipient_id == user_id and n.delivered_at is None and n.created_at >= since
         ]
         return [_copy(n) for n in sorted(found, key=lambda n: n.id or 0)[:limit]]
+
+    async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
+        recent = [n for n in self._t.notifications.values() if n.created_at >= since]
+        errors = Counter(n.push_error for n in recent if n.push_error)
+        return DeliveryStats(
+            total=len(recent),
+            by_delivery_status=dict(Counter(n.delivery_status.value for n in recent)),
+            by_push_state=dict(Counter(n.push_state.value for n in recent)),
+            by_socket_state=dict(Counter(n.socket_state.value for n in recent)),
+            push_errors=dict(errors.most_common(top_errors)),
+        )
 
     async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
         found = [

@@ -7,12 +7,13 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import Row, and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
 from application.ports import (
     BoundingBox,
+    DeliveryStats,
     DeviceTokenRepository,
     NotificationRepository,
     ProfileRepository,
@@ -285,6 +286,15 @@ def _delivery_columns(n: Notification) -> dict[str, Any]:
     }
 
 
+# delivery_status, derived in SQL exactly as Notification.delivery_status derives it.
+DELIVERY_STATUS = case(
+    (notifications.c.delivered_at.is_not(None), "delivered"),
+    (or_(notifications.c.push_state == "sent", notifications.c.socket_state == "sent"), "sent"),
+    (or_(notifications.c.push_state == "pending", notifications.c.socket_state == "pending"), "pending"),
+    else_="failed",
+)
+
+
 class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     async def add_many(self, new: Sequence[Notification]) -> None:
         if not new:
@@ -352,6 +362,24 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             .limit(limit)
         )
         return [_notification(row) for row in rows]
+
+    async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
+        recent = notifications.c.created_at >= since
+
+        async def counts(column, limit: int | None = None) -> dict[str, int]:
+            query = select(column, func.count()).where(recent).group_by(column).order_by(func.count().desc())
+            if limit is not None:
+                query = query.where(notifications.c.push_error.is_not(None)).limit(limit)
+            return {key: count for key, count in (await self._c.execute(query)).all()}
+
+        by_status = await counts(DELIVERY_STATUS.label("delivery_status"))
+        return DeliveryStats(
+            total=sum(by_status.values()),
+            by_delivery_status=by_status,
+            by_push_state=await counts(notifications.c.push_state),
+            by_socket_state=await counts(notifications.c.socket_state),
+            push_errors=await counts(notifications.c.push_error, top_errors),
+        )
 
     async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
         query = select(notifications).where(notifications.c.recipient_id == user_id)

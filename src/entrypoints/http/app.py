@@ -42,6 +42,7 @@ INJECTED = (
     "list_notifications",
     "acknowledge_notification",
     "replay_undelivered",
+    "get_delivery_stats",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
@@ -14,6 +15,7 @@ from application.messages import iso_utc
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.assign_work import AssignWork, AssignWorkCommand
 from application.use_cases.cancel_work import CancelWork
+from application.use_cases.get_delivery_stats import GetDeliveryStats
 from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
@@ -29,6 +31,7 @@ from entrypoints.http.schemas import (
     ActiveProvidersData,
     AssignWorkData,
     AssignWorkRequest,
+    DeliveryStatsData,
     Envelope,
     FcmTokenData,
     FcmTokenRequest,
@@ -208,6 +211,27 @@ class ProfilesController(Controller):
         page = await list_notifications.execute(caller_id, limit, cursor)
         items = [views.notification(n) for n in page.items]
         return envelope("Notifications", NotificationPage(items, len(items), page.next_cursor))
+
+    @get("/notifications/stats/", operation_id="deliveryStats")
+    async def delivery_stats(
+        self,
+        caller_id: NamedDependency[int],
+        get_delivery_stats: NamedDependency[GetDeliveryStats],
+        hours: Annotated[float, QueryParameter(gt=0, le=744, description="window, in hours")] = 24,
+    ) -> Envelope[DeliveryStatsData]:
+        """Operators only: delivery counts by status and channel, and push error codes, over a time window."""
+        stats = await get_delivery_stats.execute(caller_id, timedelta(hours=hours))
+        return envelope(
+            "Delivery statistics",
+            DeliveryStatsData(
+                window_hours=hours,
+                total=stats.total,
+                by_delivery_status=dict(stats.by_delivery_status),
+                by_push_state=dict(stats.by_push_state),
+                by_socket_state=dict(stats.by_socket_state),
+                push_errors=dict(stats.push_errors),
+            ),
+        )
 
     @post("/notifications/{notification_id:int}/ack/", status_code=HTTP_200_OK, operation_id="acknowledgeNotification")
     async def acknowledge(

@@ -148,6 +148,15 @@ class NotificationPage(Struct):
     next_cursor: int | None
 
 
+class DeliveryStatsData(Struct):
+    window_hours: float
+    total: int
+    by_delivery_status: dict[str, int]
+    by_push_state: dict[str, int]
+    by_socket_state: dict[str, int]
+    push_errors: dict[str, int]
+
+
 class HealthData(Struct):
     database: str
     broker: str
