@@ -28,8 +28,9 @@ async def test_complete_assignment_flow(server, admin, http):
         open_socket(server, "/ws/work/provider/", provider.token) as provider_app,
         open_socket(server, "/ws/work/seeker/", headers=seeker.headers) as seeker_app,
     ):
-        await provider_app.send({"type": "ping"})
-        assert await provider_app.receive() == {"type": "pong"}  # connected and subscribed
+        for app in (provider_app, seeker_app):
+            await app.send({"type": "ping"})
+            assert await app.receive() == {"type": "pong"}  # connected and subscribed
 
         r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
 
