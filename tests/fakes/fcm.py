@@ -51,6 +51,7 @@ class FakeFcm:
     project_id: str = "workcast-test"
     failures: dict[str, Failure] = field(default_factory=dict)  # by token or fid
     delay: float = 0.0  # seconds before answering a send
+    hang: set[str] = field(default_factory=set)  # targets whose sends get no answer while listed here
     sent: list[dict[str, Any]] = field(default_factory=list)  # accepted messages, as posted
     requests: list[dict[str, Any]] = field(default_factory=list)  # every send request
     token_requests: int = 0
@@ -104,7 +105,7 @@ class FakeFcm:
             await self._token(body, send)
         elif (match := SEND_PATH.match(path)) and scope["method"] == "POST":
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            await self._send_message(match.group(1), headers, body, send)
+            await self._send_message(match.group(1), headers, body, send, receive)
         else:
             await _respond(send, 404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})
 
@@ -118,7 +119,7 @@ class FakeFcm:
         self._access_tokens.add(token)
         await _respond(send, 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
 
-    async def _send_message(self, project: str, headers: dict[str, str], body: bytes, send) -> None:
+    async def _send_message(self, project: str, headers: dict[str, str], body: bytes, send, receive) -> None:
         payload = json.loads(body)
         self.requests.append({"project": project, "headers": headers, "body": payload})
         if headers.get("authorization", "").removeprefix("Bearer ") not in self._access_tokens:
@@ -128,6 +129,15 @@ class FakeFcm:
             await asyncio.sleep(self.delay)
         message = payload.get("message", {})
         target = message.get("token") or message.get("fid")
+        if target in self.hang:
+            # Hold the answer. A client that goes away meanwhile (a killed server) delivered nothing.
+            gone = asyncio.ensure_future(receive())
+            # Polled: tests change ``hang`` from another thread, so an asyncio.Event would not do.
+            while target in self.hang and not gone.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            if gone.done():
+                return
+            gone.cancel()
         failure = self.failures.get(target or "")
         if failure:
             status, rpc_status, text = FCM_ERRORS[failure.error_code]

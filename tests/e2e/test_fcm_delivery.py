@@ -1,0 +1,164 @@
+"""Pushes through the real firebase-admin SDK to the fake FCM server, end to end through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import httpx
+import pytest
+
+from adapters.sqlalchemy.migrate import upgrade_async
+from entrypoints.container import close, database_settings
+from entrypoints.settings import Settings
+from tests.e2e.conftest import BASE_ENV, Admin, open_socket, running_server, seed_assignment, server_process
+from tests.fakes.fcm import fake_fcm_server
+from tests.fixtures.servers import free_port
+
+
+@pytest.fixture(scope="module")
+def fcm():
+    with fake_fcm_server() as fake:
+        yield fake
+
+
+def fcm_env(fcm, tmp_path) -> dict[str, str]:
+    return {
+        "WORKCAST_DATA_DIR": str(tmp_path),
+        "PUSH_BACKEND": "fcm",
+        "FIREBASE_CREDENTIALS_PATH": str(fcm.service_account(tmp_path)),
+        "FCM_BASE_URL": fcm.base_url,
+        "JWT_SECRET": "j" * 40,
+    }
+
+
+@pytest.fixture(scope="module")
+def fcm_server(fcm, tmp_path_factory):
+    with running_server(fcm_env(fcm, tmp_path_factory.mktemp("fcm-server"))) as server:
+        yield server
+
+
+@pytest.fixture
+async def admin(fcm_server):
+    admin = Admin(fcm_server.settings)
+    yield admin
+    await close(admin.container)
+
+
+async def until(condition, within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_invalid_token_push_fails_socket_delivers_and_the_token_is_invalidated(fcm, fcm_server, admin):
+    """The seed's scenario 2."""
+    seeker, provider = await admin.seeker(), await admin.provider()
+    fcm.fail("dead-token", "UNREGISTERED")
+    async with (
+        httpx.AsyncClient(base_url=fcm_server.base_url) as http,
+        open_socket(fcm_server, "/ws/work/provider/", provider.token) as app,
+    ):
+        await http.post("/api/1/profiles/fcm-token/", json={"fcm_token": "dead-token"}, headers=provider.headers)
+        await app.send({"type": "ping"})
+        await app.receive()
+
+        r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+
+        assert (r.json()["data"]["fcm_sent"], r.json()["data"]["websocket_sent"]) == (False, True)
+        assert (await app.receive())["type"] == "work_assigned"
+        (note,) = (await http.get("/api/1/profiles/notifications/", headers=provider.headers)).json()["data"][
+            "notifications"
+        ]
+        assert note["push_state"] == "failed" and "UNREGISTERED" in note["push_error"]
+        assert note["delivery_status"] == "sent" and note["next_attempt_at"] is None
+
+        # The dead token is not used again: the next job is not pushed to it at all.
+        asked_before = len(fcm.requests)
+        r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+        assert r.json()["data"]["fcm_sent"] is False and len(fcm.requests) == asked_before
+
+
+async def test_a_working_token_gets_the_job_offer(fcm, fcm_server, admin):
+    seeker, provider = await admin.seeker(), await admin.provider()
+    async with httpx.AsyncClient(base_url=fcm_server.base_url) as http:
+        await http.post(
+            "/api/1/profiles/fcm-token/", json={"fcm_token": f"phone-{provider.id}"}, headers=provider.headers
+        )
+        await http.post("/api/1/profiles/fcm-token/", json={"fid": f"fid-{provider.id}"}, headers=provider.headers)
+        r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+    assert r.json()["data"]["fcm_sent"] is True
+    (by_token,), (by_fid,) = fcm.messages_to(f"phone-{provider.id}"), fcm.messages_to(f"fid-{provider.id}")
+    for message in (by_token, by_fid):
+        assert message["data"]["type"] == "work_assigned"
+        assert message["data"]["work_id"] == str(r.json()["data"]["work_order_id"])
+        assert message["notification"]["title"] == "New worker job"
+        assert message["android"]["priority"] == "high"
+
+
+async def test_a_passing_outage_is_retried_by_the_dispatcher(fcm, fcm_server, admin):
+    seeker, provider = await admin.seeker(), await admin.provider()
+    token = f"flaky-{provider.id}"
+    fcm.fail(token, "UNAVAILABLE", retry_after=1)
+    async with httpx.AsyncClient(base_url=fcm_server.base_url) as http:
+        await http.post("/api/1/profiles/fcm-token/", json={"fcm_token": token}, headers=provider.headers)
+        r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+        assert r.json()["data"]["fcm_sent"] is False
+        fcm.failures.pop(token)
+        await until(lambda: fcm.messages_to(token))
+        await asyncio.sleep(0.3)
+        (note,) = (await http.get("/api/1/profiles/notifications/", headers=provider.headers)).json()["data"][
+            "notifications"
+        ]
+    assert note["push_state"] == "sent" and note["attempts"] == 2
+
+
+async def test_a_crash_after_commit_loses_nothing(fcm, tmp_path):
+    """SIGKILL the server while the push is in flight; the restarted server delivers push and socket."""
+    env = {
+        **fcm_env(fcm, tmp_path),
+        "DELIVERY_REQUEST_BUDGET_MS": "300",
+        "DELIVERY_PUSH_TIMEOUT_SECONDS": "1",
+        "DELIVERY_LEASE_SECONDS": "2",
+    }
+    port = free_port()
+    settings = Settings.from_env({**BASE_ENV, **env})
+    await upgrade_async(database_settings(settings).url)
+    admin = Admin(settings)
+    try:
+        seeker, provider = await admin.seeker(), await admin.provider()
+    finally:
+        await close(admin.container)
+    base = f"http://127.0.0.1:{port}"
+    token = "phone-that-waits"
+    fcm.hang.add(token)
+    try:
+        with server_process(env, port, tmp_path / "first.log") as first:
+            async with httpx.AsyncClient(base_url=base) as http:
+                await http.post("/api/1/profiles/fcm-token/", json={"fcm_token": token}, headers=provider.headers)
+                r = await http.post(
+                    "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+                )
+            assert r.status_code == 201 and r.json()["data"]["fcm_sent"] is False
+            work_id = r.json()["data"]["work_order_id"]
+            await until(lambda: any(q["body"]["message"].get("token") == token for q in fcm.requests))
+            os.kill(first.pid, signal.SIGKILL)  # committed, push in flight, nothing recorded as sent
+            first.wait(5)
+    finally:
+        fcm.hang.discard(token)
+    await asyncio.sleep(0.2)
+    assert fcm.messages_to(token) == []
+
+    with server_process(env, port, tmp_path / "second.log"):
+        await until(lambda: fcm.messages_to(token), within=15)
+        (pushed,) = fcm.messages_to(token)
+        assert pushed["data"]["work_id"] == str(work_id)
+        from tests.e2e.conftest import Server
+
+        server = Server(base, base.replace("http", "ws"), None)  # type: ignore[arg-type]
+        async with open_socket(server, "/ws/work/provider/", provider.token) as app:
+            offer = await app.receive()
+            assert offer["type"] == "work_assigned" and offer["work_id"] == work_id
