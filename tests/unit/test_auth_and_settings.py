@@ -110,3 +110,21 @@ def test_defaults_are_the_embedded_service(tmp_path):
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
     assert settings.with_jwt_secret().jwt_secret == with_secret.jwt_secret  # generated once, then kept
     assert SECRET not in repr(Settings.from_env({"JWT_SECRET": SECRET}))
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PUSH_BACKEND": "fcm"}, "FIREBASE_CREDENTIALS_PATH"),
+        ({"PUSH_BACKEND": "fcm", "FIREBASE_CREDENTIALS_PATH": "/nonexistent/key.json"}, "FIREBASE_CREDENTIALS_PATH"),
+        (
+            {"PUSH_BACKEND": "fcm", "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/k.json"},
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ),
+    ],
+)
+def test_fcm_without_readable_credentials_refuses_to_start(tmp_path, env, named):
+    from entrypoints.http.app import create_app
+
+    with pytest.raises(SettingsError, match=named):
+        create_app(Settings.from_env({"WORKCAST_DATA_DIR": str(tmp_path), **env}))
