@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.servers import PostgresServer, create_database, postgres_server
+from tests.fixtures.servers import PostgresServer, RedisServer, create_database, postgres_server, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +21,17 @@ def postgres_url(postgres: PostgresServer) -> str:
     url = create_database(postgres, "workcast_test")
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def redis() -> RedisServer:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis: RedisServer) -> str:
+    """The session's Redis, running again if a test stopped it."""
+    if redis.process is None:
+        redis.start()
+    return redis.url

@@ -215,6 +215,17 @@ class RealtimeBroker(Protocol):
     async def is_healthy(self) -> bool:
         """Can messages be carried right now? (Readiness checks ask this.)"""
 
+    async def online(self, user_ids: Collection[int]) -> set[int]:
+        """Which of these users have a live socket right now, on any instance.
+
+        Raises ``BrokerUnavailable`` when that cannot be known.
+        """
+
+    async def start(self) -> None:
+        """Connect and start listening (called once, inside the event loop)."""
+
+    async def close(self) -> None: ...
+
 
 @runtime_checkable
 class Clock(Protocol):

@@ -12,6 +12,7 @@ from adapters.fcm.sender import FcmConfigurationError, FcmPushSender, load_crede
 from adapters.memory.broker import InProcessBroker
 from adapters.memory.clock import SystemClock
 from adapters.memory.push import DisabledPushSender, LoggingPushSender
+from adapters.redis.broker import RedisBroker
 from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, sqlite_url
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from application.delivery import NotificationDelivery
@@ -49,7 +50,7 @@ def database_settings(settings: Settings) -> DatabaseSettings:
 
 def pick_broker(settings: Settings) -> RealtimeBroker:
     if settings.redis_url:
-        raise SettingsError("REDIS_URL: the Redis broker arrives with the Redis fan-out issue; unset REDIS_URL for now")
+        return RedisBroker(settings.redis_url, prefix=settings.redis_key_prefix)
     return InProcessBroker()
 
 
@@ -105,7 +106,7 @@ class Container(containers.DeclarativeContainer):
     get_profile = providers.Singleton(GetProfile, unit_of_work.provider)
     register_device = providers.Singleton(RegisterDevice, unit_of_work.provider, clock)
     set_provider_availability = providers.Singleton(SetProviderAvailability, unit_of_work.provider, clock)
-    list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider)
+    list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider, broker)
     assign_work = providers.Singleton(AssignWork, unit_of_work.provider, delivery, clock, work_policy, delivery_policy)
     respond_to_work = providers.Singleton(RespondToWork, unit_of_work.provider, delivery, clock, delivery_policy)
     cancel_work = providers.Singleton(CancelWork, unit_of_work.provider, delivery, clock, delivery_policy)
@@ -130,4 +131,5 @@ async def close(container: Container) -> None:
     push = container.push_sender()
     if isinstance(push, FcmPushSender):
         await push.aclose()
+    await container.broker().close()
     await container.engine().dispose()

@@ -37,7 +37,8 @@ class Settings:
     db_connect_timeout: float
     db_statement_timeout_ms: int
     auto_migrate: bool
-    redis_url: str | None
+    redis_url: str | None = field(repr=False)  # may carry a password
+    redis_key_prefix: str
     push_backend: PushBackend
     firebase_credentials_path: Path | None
     firebase_credentials_setting: str
@@ -84,6 +85,7 @@ class Settings:
             db_statement_timeout_ms=read.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=1),
             auto_migrate=read.boolean("AUTO_MIGRATE", database_url is None),
             redis_url=read.text("REDIS_URL", "") or None,
+            redis_key_prefix=read.text("REDIS_KEY_PREFIX", "workcast") or "workcast",
             push_backend=PushBackend(read.choice("PUSH_BACKEND", "log", tuple(b.value for b in PushBackend))),
             firebase_credentials_path=_path(
                 read.text("FIREBASE_CREDENTIALS_PATH", "") or read.text("GOOGLE_APPLICATION_CREDENTIALS", "")

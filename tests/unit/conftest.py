@@ -81,7 +81,7 @@ class World:
         self.create_profile = CreateProfile(uow)
         self.register_device = RegisterDevice(uow, self.clock)
         self.set_availability = SetProviderAvailability(uow, self.clock)
-        self.list_active_providers = ListActiveProviders(uow)
+        self.list_active_providers = ListActiveProviders(uow, self.broker)
         self.assign_work = AssignWork(uow, self.delivery, self.clock, self.work_policy, self.delivery_policy)
         self.respond = RespondToWork(uow, self.delivery, self.clock, self.delivery_policy)
         self.cancel = CancelWork(uow, self.delivery, self.clock, self.delivery_policy)

@@ -2,67 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import msgspec
 
+from application.local_sockets import LocalSockets
 from application.ports import RealtimeBroker, SocketSink
-
-log = logging.getLogger(__name__)
 
 
 def encode_message(message: Mapping[str, Any]) -> str:
     return msgspec.json.encode(message).decode()
-
-
-class LocalSockets:
-    """The live sockets of this process, by user. Sends one encoded text to all of a user's sockets."""
-
-    def __init__(self, send_timeout: float = 5.0) -> None:
-        self._by_user: dict[int, list[SocketSink]] = {}
-        self._send_timeout = send_timeout
-
-    def add(self, user_id: int, sink: SocketSink) -> bool:
-        """Returns True when this is the user's first socket here."""
-        sinks = self._by_user.setdefault(user_id, [])
-        sinks.append(sink)
-        return len(sinks) == 1
-
-    def remove(self, user_id: int, sink: SocketSink) -> bool:
-        """Returns True when the user has no socket left here."""
-        sinks = self._by_user.get(user_id, [])
-        if sink in sinks:
-            sinks.remove(sink)
-        if not sinks:
-            self._by_user.pop(user_id, None)
-            return True
-        return False
-
-    def users(self) -> list[int]:
-        return list(self._by_user)
-
-    def count(self, user_id: int) -> int:
-        return len(self._by_user.get(user_id, ()))
-
-    async def send(self, user_id: int, text: str) -> int:
-        """Write the text to every socket of the user; returns how many writes succeeded."""
-        sinks = list(self._by_user.get(user_id, ()))
-        if not sinks:
-            return 0
-        if len(sinks) == 1:
-            return int(await self._send_one(sinks[0], text))
-        return sum(await asyncio.gather(*(self._send_one(s, text) for s in sinks)))
-
-    async def _send_one(self, sink: SocketSink, text: str) -> bool:
-        try:
-            await asyncio.wait_for(sink(text), self._send_timeout)
-        except Exception as error:  # a dead or stuck socket must not stop the others
-            log.info("socket write failed", extra={"error": repr(error)})
-            return False
-        return True
 
 
 class InProcessBroker(RealtimeBroker):
@@ -82,3 +32,12 @@ class InProcessBroker(RealtimeBroker):
 
     async def is_healthy(self) -> bool:
         return True
+
+    async def online(self, user_ids: Collection[int]) -> set[int]:
+        return {user_id for user_id in user_ids if self.sockets.count(user_id)}
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

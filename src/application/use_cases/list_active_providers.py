@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from application.ports import BoundingBox, UnitOfWorkFactory
+from application.errors import BrokerUnavailable
+from application.ports import BoundingBox, RealtimeBroker, UnitOfWorkFactory
 from domain.errors import InvalidInput
 from domain.geo import GeoPoint
 from domain.profiles import Profile
@@ -15,13 +16,15 @@ MAX_LIMIT = 500
 class ActiveProvider:
     profile: Profile
     distance_km: float | None
+    online: bool | None = None  # a live socket right now; None when the broker cannot tell
 
 
 class ListActiveProviders:
     """Providers accepting work; near a point, only those within the radius, nearest first."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, broker: RealtimeBroker) -> None:
         self._uow_factory = uow_factory
+        self._broker = broker
 
     async def execute(
         self, near: GeoPoint | None = None, radius_km: float | None = None, limit: int = 100
@@ -35,11 +38,22 @@ class ListActiveProviders:
                 raise InvalidInput(f"radius_km must be above 0 and at most {MAX_RADIUS_KM:g}", field="radius_km")
         async with self._uow_factory() as uow:
             if near is None:
-                return [ActiveProvider(p, None) for p in await uow.profiles.list_active_providers(None, limit)]
-            box = BoundingBox(*near.bounding_box(radius_km)) if radius_km is not None else None
-            # Within a box the store cannot sort by true distance, so read them all and sort here.
-            candidates = await uow.profiles.list_active_providers(box, 100_000)
-        located = [(p, near.distance_km(p.location)) for p in candidates if p.location is not None]
-        within = [(p, d) for p, d in located if radius_km is None or d <= radius_km]
-        within.sort(key=lambda pair: (pair[1], pair[0].id))
-        return [ActiveProvider(p, d) for p, d in within[:limit]]
+                found = [(p, None) for p in await uow.profiles.list_active_providers(None, limit)]
+            else:
+                box = BoundingBox(*near.bounding_box(radius_km)) if radius_km is not None else None
+                # Within a box the store cannot sort by true distance, so read them all and sort here.
+                candidates = await uow.profiles.list_active_providers(box, 100_000)
+        if near is not None:
+            located = [(p, near.distance_km(p.location)) for p in candidates if p.location is not None]
+            found = sorted(
+                ((p, d) for p, d in located if radius_km is None or d <= radius_km),
+                key=lambda pair: (pair[1], pair[0].id),
+            )[:limit]
+        online = await self._online({p.id for p, _ in found if p.id is not None})
+        return [ActiveProvider(p, d, None if online is None else p.id in online) for p, d in found]
+
+    async def _online(self, ids: set[int]) -> set[int] | None:
+        try:
+            return await self._broker.online(ids)
+        except BrokerUnavailable:
+            return None

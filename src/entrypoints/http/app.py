@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade_async(database_settings(settings).url)
+        await container.broker().start()
         dispatcher_task = None
         if settings.dispatcher_enabled:
             dispatcher = Dispatcher(

@@ -112,6 +112,7 @@ class ActiveProviderData(Struct):
     latitude: float | None
     longitude: float | None
     distance_km: float | None
+    online: bool | None
 
 
 class ActiveProvidersData(Struct):

@@ -39,6 +39,7 @@ def active_provider(found: ActiveProvider) -> ActiveProviderData:
         latitude=p.location.latitude if p.location else None,
         longitude=p.location.longitude if p.location else None,
         distance_km=round(found.distance_km, 3) if found.distance_km is not None else None,
+        online=found.online,
     )
 
 

@@ -1,0 +1,1 @@
+"""Real-time fan-out across app instances with Redis pub/sub (redis.asyncio)."""

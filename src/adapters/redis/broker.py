@@ -1,0 +1,259 @@
+"""``RedisBroker``: the RealtimeBroker port across many app instances.
+
+Why not litestar's channels plugin: its Redis pub/sub backend ignores ``key_prefix`` and, like any
+plain pub/sub, cannot tell the publisher whether a socket really received the message, which
+``websocket_sent`` must state truthfully. So, by hand, with one subscriber connection per instance:
+
+- every instance subscribes to ``{prefix}:user:{id}`` while it holds at least one socket of that user,
+  and to its own ``{prefix}:ack:{instance}`` channel;
+- a publish sends ``<message id>|<reply channel>|<text>``; PUBLISH returns how many instances listen;
+- each of them writes the text to its local sockets (encoded once, sent to all) and publishes back
+  ``<message id>|<sockets reached>`` on the reply channel;
+- the publisher returns as soon as a socket was reached, or when every instance answered, or after
+  ``ack_timeout``: the count it returns is the number of sockets that really got the message.
+
+Presence: each instance keeps a field per local user in ``{prefix}:online:{id}`` (a hash of instance
+-> expiry time), refreshed every ``presence_ttl / 3``; a crashed instance's fields simply expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import msgspec
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from application.errors import BrokerUnavailable
+from application.local_sockets import LocalSockets
+from application.ports import RealtimeBroker, SocketSink
+
+log = logging.getLogger(__name__)
+_encode = msgspec.json.Encoder().encode
+
+
+class RedisBroker(RealtimeBroker):
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "workcast",
+        ack_timeout: float = 1.0,
+        presence_ttl: float = 30.0,
+        send_timeout: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._ack_timeout = ack_timeout
+        self._presence_ttl = presence_ttl
+        self.instance = uuid.uuid4().hex[:12]
+        self.sockets = LocalSockets(send_timeout)
+        self._reply_channel = f"{prefix}:ack:{self.instance}"
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, _Delivery] = {}
+        self._client: redis.Redis | None = None
+        self._pubsub: Any = None
+        self._tasks: list[asyncio.Task] = []
+        self._in_flight: set[asyncio.Task] = set()
+        self._listening = asyncio.Event()
+        self._subscribe_lock: asyncio.Lock | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # Commands: fail fast. The subscriber connection: no read timeout, it waits for messages.
+        self._client = redis.from_url(self._url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True)
+        subscriber = redis.from_url(self._url, socket_timeout=None, socket_connect_timeout=2.0, decode_responses=True)
+        self._pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        self._subscribe_lock = asyncio.Lock()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="redis-broker-listener"),
+            asyncio.create_task(self._keep_presence(), name="redis-broker-presence"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self._forget_presence(self.sockets.users())
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+
+    # --- the port ------------------------------------------------------------------------------------
+
+    async def publish(self, user_id: int, message: Mapping[str, Any]) -> int:
+        assert self._client is not None, "start() the broker first"
+        text = _encode(message).decode()
+        message_id = f"{self.instance}-{next(self._ids)}"
+        delivery = _Delivery()
+        self._waiting[message_id] = delivery
+        try:
+            listeners = await self._client.publish(
+                self._user_channel(user_id), f"{message_id}|{self._reply_channel}|{text}"
+            )
+            if listeners == 0:
+                return 0
+            delivery.expect(listeners)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(delivery.settled.wait(), self._ack_timeout)
+            return delivery.delivered
+        except (RedisError, OSError) as error:
+            raise BrokerUnavailable(f"redis: {type(error).__name__}") from error
+        finally:
+            self._waiting.pop(message_id, None)
+
+    async def subscribe(self, user_id: int, sink: SocketSink) -> None:
+        if self.sockets.add(user_id, sink):
+            try:
+                await self._subscribe(self._user_channel(user_id))
+            except (RedisError, OSError) as error:
+                # The socket stays open: the listener subscribes it again when Redis is back.
+                log.warning("redis subscribe failed; will retry on reconnect", extra={"error": repr(error)})
+        with contextlib.suppress(RedisError, OSError):
+            await self._mark_present([user_id])
+
+    async def unsubscribe(self, user_id: int, sink: SocketSink) -> None:
+        if self.sockets.remove(user_id, sink):
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(self._user_channel(user_id))
+            with contextlib.suppress(RedisError, OSError):
+                await self._forget_presence([user_id])
+
+    async def is_healthy(self) -> bool:
+        try:
+            return bool(await self._client.ping()) and self._listening.is_set()
+        except (RedisError, OSError):
+            return False
+
+    async def online(self, user_ids: Collection[int]) -> set[int]:
+        ids = list(user_ids)
+        if not ids:
+            return set()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user_id in ids:
+                    pipe.hvals(self._presence_key(user_id))
+                expiries = await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise BrokerUnavailable(f"redis: {type(error).__name__}") from error
+        now = time.time()
+        return {uid for uid, values in zip(ids, expiries, strict=True) if any(float(v) > now for v in values)}
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _user_channel(self, user_id: int) -> str:
+        return f"{self._prefix}:user:{user_id}"
+
+    def _presence_key(self, user_id: int) -> str:
+        return f"{self._prefix}:online:{user_id}"
+
+    async def _subscribe(self, *channels: str) -> None:
+        async with self._subscribe_lock:
+            await self._pubsub.subscribe(*channels)
+
+    async def _listen(self) -> None:
+        """The one subscriber connection of this instance. Reconnects with backoff and resubscribes."""
+        backoff = 0.1
+        while True:
+            try:
+                wanted = [self._reply_channel] + [self._user_channel(u) for u in self.sockets.users()]
+                await self._subscribe(*wanted)
+                if backoff > 0.1:
+                    log.info("redis subscriber reconnected", extra={"channels": len(wanted)})
+                    await self._mark_present(self.sockets.users())
+                self._listening.set()
+                backoff = 0.1
+                async for message in self._pubsub.listen():
+                    if message.get("type") == "message":
+                        await self._on_message(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                self._listening.clear()
+                log.warning(
+                    "redis subscriber disconnected; reconnecting", extra={"error": repr(error), "in_seconds": backoff}
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                self._listening.clear()
+                log.exception("redis listener failed; restarting")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _on_message(self, channel: str, data: str) -> None:
+        if channel == self._reply_channel:
+            message_id, _, count = data.partition("|")
+            delivery = self._waiting.get(message_id)
+            if delivery is not None:
+                delivery.answer(int(count or 0))
+            return
+        message_id, reply_channel, text = data.split("|", 2)
+        user_id = int(channel.rsplit(":", 1)[1])
+        # Write to local sockets without holding up the listener; report how many got it.
+        task = asyncio.create_task(self._deliver_locally(user_id, text, message_id, reply_channel))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _deliver_locally(self, user_id: int, text: str, message_id: str, reply_channel: str) -> None:
+        reached = await self.sockets.send(user_id, text)
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.publish(reply_channel, f"{message_id}|{reached}")
+
+    async def _keep_presence(self) -> None:
+        while True:
+            await asyncio.sleep(self._presence_ttl / 3)
+            with contextlib.suppress(RedisError, OSError):
+                await self._mark_present(self.sockets.users())
+
+    async def _mark_present(self, user_ids: list[int]) -> None:
+        if not user_ids:
+            return
+        until = str(time.time() + self._presence_ttl)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hset(self._presence_key(user_id), self.instance, until)
+                pipe.expire(self._presence_key(user_id), int(self._presence_ttl) + 1)
+            await pipe.execute()
+
+    async def _forget_presence(self, user_ids: list[int]) -> None:
+        if not user_ids:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hdel(self._presence_key(user_id), self.instance)
+            await pipe.execute()
+
+
+class _Delivery:
+    """What the publisher hears back from the instances that received one message."""
+
+    def __init__(self) -> None:
+        self.expected: int | None = None
+        self.answers = 0
+        self.delivered = 0
+        self.settled = asyncio.Event()
+
+    def expect(self, listeners: int) -> None:
+        self.expected = listeners
+        if self.answers >= listeners:  # every answer came in before PUBLISH itself returned
+            self.settled.set()
+
+    def answer(self, reached: int) -> None:
+        self.answers += 1
+        self.delivered += reached
+        if reached > 0 or (self.expected is not None and self.answers >= self.expected):
+            self.settled.set()
