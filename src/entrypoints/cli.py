@@ -210,6 +210,7 @@ async def _dispatch(container, settings: Settings, args: argparse.Namespace) -> 
     from entrypoints.dispatcher import Dispatcher
 
     await _ensure_schema(settings)
+    await container.broker().start()
     dispatcher = Dispatcher(
         container.dispatch_due_notifications(),
         container.expire_overdue_work(),

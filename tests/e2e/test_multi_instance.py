@@ -1,0 +1,106 @@
+"""Two app processes sharing one PostgreSQL and one Redis: the provider on one, the seeker on the other."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from entrypoints.container import close
+from entrypoints.settings import Settings
+from tests.e2e.conftest import BASE_ENV, Admin, Server, open_socket, seed_assignment, server_process
+from tests.fixtures.servers import free_port
+
+
+@pytest.fixture
+def shared_env(postgres_url, redis_url) -> dict[str, str]:
+    return {
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": f"e2e{free_port()}",
+        "JWT_SECRET": "m" * 40,
+        "AUTO_MIGRATE": "false",
+        "DELIVERY_FIRST_RETRY_SECONDS": "0.5",
+    }
+
+
+@pytest.fixture
+def two_instances(shared_env, tmp_path):
+    ports = free_port(), free_port()
+    with (
+        server_process(shared_env, ports[0], tmp_path / "a.log"),
+        server_process(shared_env, ports[1], tmp_path / "b.log"),
+    ):
+        yield [Server(f"http://127.0.0.1:{p}", f"ws://127.0.0.1:{p}", None) for p in ports]  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def admin(shared_env):
+    admin = Admin(Settings.from_env({**BASE_ENV, **shared_env}))
+    yield admin
+    await close(admin.container)
+
+
+async def test_assign_on_one_instance_reaches_the_provider_on_the_other(two_instances, admin):
+    a, b = two_instances
+    seeker, provider = await admin.seeker(), await admin.provider()
+    async with (
+        open_socket(a, "/ws/work/provider/", provider.token) as provider_app,
+        open_socket(b, "/ws/work/seeker/", seeker.token) as seeker_app,
+    ):
+        for app in (provider_app, seeker_app):
+            await app.send({"type": "ping"})
+            assert await app.receive() == {"type": "pong"}
+        async with httpx.AsyncClient(base_url=b.base_url) as http:
+            listed = await http.get("/api/1/profiles/active-providers/", headers=seeker.headers)
+            mine = [p for p in listed.json()["data"]["providers"] if p["id"] == provider.id]
+            assert mine and mine[0]["online"] is True  # presence seen from the other instance
+            r = await http.post(
+                "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+            )
+        assert r.status_code == 201 and r.json()["data"]["websocket_sent"] is True
+        offer = await provider_app.receive()
+        assert offer["type"] == "work_assigned" and offer["work_id"] == r.json()["data"]["work_order_id"]
+
+        await provider_app.send({"type": "work_response", "work_id": offer["work_id"], "accepted": True})
+        result = await provider_app.receive()
+        assert result["status"] == "accepted" and result["seeker_notified"] is True
+        answer = await seeker_app.receive()
+        assert answer["type"] == "work_accepted" and answer["work_id"] == offer["work_id"]
+
+
+async def test_a_redis_restart_delays_but_loses_nothing(two_instances, admin, redis):
+    a, b = two_instances
+    seeker, provider = await admin.seeker(), await admin.provider()
+    async with open_socket(a, "/ws/work/provider/", provider.token) as provider_app:
+        await provider_app.send({"type": "ping"})
+        await provider_app.receive()
+        redis.stop()
+        try:
+            async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as http:
+                r = await http.post(
+                    "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+                )
+                assert r.status_code == 201  # the order is saved, the API keeps working
+                assert r.json()["data"]["websocket_sent"] is False
+                notes = await http.get("/api/1/profiles/notifications/", headers=provider.headers)
+                (note,) = notes.json()["data"]["notifications"]
+                assert note["socket_state"] == "pending" and note["socket_error"] == "broker_unavailable"
+                assert (await http.get("/ready")).status_code == 503
+            await provider_app.send({"type": "ping"})
+            assert await provider_app.receive() == {"type": "pong"}  # the socket stayed up
+        finally:
+            redis.start()
+        offer = await provider_app.receive(within=20)  # the dispatcher retries once Redis is back
+        assert offer["type"] == "work_assigned" and offer["work_id"] == r.json()["data"]["work_order_id"]
+        async with httpx.AsyncClient(base_url=a.base_url) as http:
+            for _ in range(50):
+                (note,) = (await http.get("/api/1/profiles/notifications/", headers=provider.headers)).json()["data"][
+                    "notifications"
+                ]
+                if note["socket_state"] == "sent":
+                    break
+                await asyncio.sleep(0.1)
+            assert note["socket_state"] == "sent"
+            assert (await http.get("/ready")).status_code == 200
