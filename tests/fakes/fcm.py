@@ -55,6 +55,7 @@ class FakeFcm:
     sent: list[dict[str, Any]] = field(default_factory=list)  # accepted messages, as posted
     requests: list[dict[str, Any]] = field(default_factory=list)  # every send request
     token_requests: int = 0
+    keep_messages: bool = True  # the benchmark turns it off to keep memory flat
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _access_tokens: set[str] = field(default_factory=set)
 
@@ -121,7 +122,8 @@ class FakeFcm:
 
     async def _send_message(self, project: str, headers: dict[str, str], body: bytes, send, receive) -> None:
         payload = json.loads(body)
-        self.requests.append({"project": project, "headers": headers, "body": payload})
+        if self.keep_messages:
+            self.requests.append({"project": project, "headers": headers, "body": payload})
         if headers.get("authorization", "").removeprefix("Bearer ") not in self._access_tokens:
             await _respond(send, 401, _error_body(401, "UNAUTHENTICATED", "Request had invalid authentication"))
             return
@@ -146,7 +148,8 @@ class FakeFcm:
             extra = [("retry-after", str(failure.retry_after))] if failure.retry_after is not None else []
             await _respond(send, status, _error_body(status, rpc_status, text, failure.error_code), extra)
             return
-        self.sent.append(message)
+        if self.keep_messages:
+            self.sent.append(message)
         await _respond(send, 200, {"name": f"projects/{project}/messages/{next(self._ids)}"})
 
 
@@ -183,3 +186,20 @@ def fake_fcm_server() -> Iterator[FakeFcm]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def main() -> None:
+    """Serve the fake on a port, for the benchmark (``python -m tests.fakes.fcm --port N``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    base = f"http://127.0.0.1:{args.port}"
+    fake = FakeFcm(base_url=base, token_uri=f"{base}/token")
+    fake.keep_messages = False
+    uvicorn.run(fake, host="127.0.0.1", port=args.port, log_config=None, lifespan="off", backlog=4096)
+
+
+if __name__ == "__main__":
+    main()

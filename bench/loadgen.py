@@ -1,0 +1,278 @@
+"""The load generator: runs in its own process, never in the server's. Speaks HTTP and WebSocket with aiohttp.
+
+The parent (``bench.run``) sends it a plan; it reports figures back through a queue, and pauses at
+``checkpoint`` steps so the parent can read the server's memory before and after the sockets open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+
+def percentiles(samples: list[float]) -> dict[str, float | None]:
+    if not samples:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1] * 1000, 2)}
+
+
+@dataclass
+class Sent:
+    started: float
+    latency: float
+    status: int
+    work_id: int | None
+
+
+@dataclass
+class Inbox:
+    """What the provider sockets received: arrival time per work id."""
+
+    arrived: dict[int, float] = field(default_factory=dict)
+    answers: dict[int, float] = field(default_factory=dict)  # seeker side: work_accepted per work id
+
+
+async def listen(ws: aiohttp.ClientWebSocketResponse, inbox: Inbox) -> None:
+    async for frame in ws:
+        if frame.type != aiohttp.WSMsgType.TEXT:
+            break
+        now = time.perf_counter()
+        message = json.loads(frame.data)
+        kind = message.get("type")
+        if kind == "work_assigned":
+            inbox.arrived.setdefault(message["work_id"], now)
+        elif kind in ("work_accepted", "work_rejected"):
+            inbox.answers.setdefault(message["work_id"], now)
+
+
+async def open_sockets(session, ws_base: str, path: str, tokens: list[str], inbox: Inbox, progress) -> list:
+    sockets, tasks = [], []
+    batch = 200
+    for start in range(0, len(tokens), batch):
+        opened = await asyncio.gather(
+            *(
+                session.ws_connect(f"{ws_base}{path}?token={t}", heartbeat=None, autoping=True, compress=0)
+                for t in tokens[start : start + batch]
+            )
+        )
+        sockets += opened
+        tasks += [asyncio.create_task(listen(ws, inbox)) for ws in opened]
+        progress(f"sockets open: {len(sockets)}/{len(tokens)}")
+    # A ping through every socket: when all pongs are back, every socket is subscribed server-side.
+    for ws in sockets:
+        await ws.send_str('{"type":"ping"}')
+    await asyncio.sleep(0.5)
+    return sockets
+
+
+async def post_assign(session, url: str, seeker_token: str, provider_id: int) -> tuple[int, int | None]:
+    body = {
+        "provider_id": provider_id,
+        "service_type": "worker",
+        "message": "Need help with painting work",
+        "distance": "2.5km",
+        "latitude": 12.345,
+        "longitude": 67.890,
+    }
+    async with session.post(url, json=body, headers={"Authorization": f"Bearer {seeker_token}"}) as response:
+        data = await response.json(content_type=None)
+        work_id = data.get("data", {}).get("work_order_id") if response.status == 201 else None
+        return response.status, work_id
+
+
+async def post_reference(session, url: str) -> tuple[int, None]:
+    async with session.post(url) as response:
+        await response.read()
+        return response.status, None
+
+
+async def closed_loop(make_request, concurrency: int, duration: float) -> tuple[list[Sent], float]:
+    records: list[Sent] = []
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                status, work_id = await make_request()
+            except aiohttp.ClientError:
+                status, work_id = 0, None
+            records.append(Sent(started, time.perf_counter() - started, status, work_id))
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return records, time.perf_counter() - began
+
+
+async def open_loop(make_request, rate: float, duration: float) -> tuple[list[Sent], float, int]:
+    """Requests at fixed times, whether or not earlier ones finished; latency counts from the planned time."""
+    records: list[Sent] = []
+    count = int(rate * duration)
+    began = time.perf_counter()
+    late = 0
+
+    async def one(planned: float) -> None:
+        try:
+            status, work_id = await make_request()
+        except aiohttp.ClientError:
+            status, work_id = 0, None
+        records.append(Sent(planned, time.perf_counter() - planned, status, work_id))
+
+    tasks = []
+    for i in range(count):
+        planned = began + i / rate
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.005:
+            late += 1
+        tasks.append(asyncio.create_task(one(planned)))
+    await asyncio.gather(*tasks)
+    return records, time.perf_counter() - began, late
+
+
+def summarize(records: list[Sent], elapsed: float, inbox: Inbox | None, expected_status: int) -> dict[str, Any]:
+    ok = [r for r in records if r.status == expected_status]
+    result: dict[str, Any] = {
+        "requests": len(records),
+        "ok": len(ok),
+        "errors": len(records) - len(ok),
+        "requests_per_second": round(len(ok) / elapsed, 1) if elapsed else 0,
+        "http_latency_ms": percentiles([r.latency for r in ok]),
+    }
+    if inbox is not None:
+        arrived = [inbox.arrived[r.work_id] - r.started for r in ok if r.work_id in inbox.arrived]
+        late = [r for r in ok if r.work_id not in inbox.arrived or inbox.arrived[r.work_id] - r.started > 5]
+        result["end_to_end_ms"] = percentiles(arrived)
+        result["not_arrived_within_5s"] = len(late)
+    return result
+
+
+async def wait_for_arrivals(inbox: Inbox, records: list[Sent], within: float = 5.0) -> None:
+    wanted = {r.work_id for r in records if r.work_id is not None}
+    deadline = time.perf_counter() + within
+    while time.perf_counter() < deadline and not wanted <= inbox.arrived.keys():  # noqa: ASYNC110 (filled by other tasks)
+        await asyncio.sleep(0.05)
+
+
+async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
+    base, ws_base = plan["base_url"], plan["ws_url"]
+    providers: list[dict] = plan["providers"]
+    seekers: list[dict] = plan["seekers"]
+    rng = random.Random(7)
+
+    def progress(text: str) -> None:
+        report({"progress": text})
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for _ in range(20):  # warm-up: first requests pay for imports and pool connections
+            await post_reference(session, f"{base}/bench/insert")
+
+        progress("reference endpoint (one INSERT), closed loop")
+        records, elapsed = await closed_loop(
+            lambda: post_reference(session, f"{base}/bench/insert"), plan["concurrency"], plan["duration"]
+        )
+        report({"phase": "reference_insert", "result": summarize(records, elapsed, None, 200)})
+
+        checkpoint("before_sockets")
+        inbox = Inbox()
+        connected = providers[: plan["idle_sockets"]]
+        sockets = await open_sockets(
+            session, ws_base, "/ws/work/provider/", [p["token"] for p in connected], inbox, progress
+        )
+        seeker_inbox = Inbox()
+        rtt_seekers = seekers[:5]
+        sockets += await open_sockets(
+            session, ws_base, "/ws/work/seeker/", [s["token"] for s in rtt_seekers], seeker_inbox, progress
+        )
+        checkpoint("sockets_open")
+
+        def assign():
+            return post_assign(
+                session,
+                f"{base}/api/1/profiles/assign-work/",
+                rng.choice(seekers)["token"],
+                rng.choice(connected)["id"],
+            )
+
+        if plan.get("closed_loop", True):
+            progress(f"assign-work closed loop, {plan['concurrency']} concurrent, {plan['duration']} s")
+            records, elapsed = await closed_loop(assign, plan["concurrency"], plan["duration"])
+            await wait_for_arrivals(inbox, records)
+            report({"phase": "assign_closed_loop", "result": summarize(records, elapsed, inbox, 201)})
+
+        progress(f"assign-work open loop at {plan['rate']}/s for {plan['duration']} s")
+        records, elapsed, late = await open_loop(assign, plan["rate"], plan["duration"])
+        await wait_for_arrivals(inbox, records)
+        result = summarize(records, elapsed, inbox, 201)
+        result["rate_target"] = plan["rate"]
+        result["generator_late_sends"] = late
+        report({"phase": "assign_open_loop", "result": result})
+
+        progress("accept round trip")
+        report(
+            {
+                "phase": "accept_round_trip",
+                "result": await accept_round_trips(
+                    session, base, rtt_seekers, connected, sockets, inbox, seeker_inbox, plan["round_trips"]
+                ),
+            }
+        )
+        for ws in sockets:
+            await ws.close()
+
+
+async def accept_round_trips(session, base, rtt_seekers, connected, sockets, inbox, seeker_inbox, rounds: int) -> dict:
+    """Provider answers over its socket; time until the seeker's socket has the answer."""
+    by_provider = {p["id"]: sockets[i] for i, p in enumerate(connected)}
+    samples = []
+    for i in range(rounds):
+        seeker, provider = rtt_seekers[i % len(rtt_seekers)], connected[i % len(connected)]
+        status, work_id = await post_assign(
+            session, f"{base}/api/1/profiles/assign-work/", seeker["token"], provider["id"]
+        )
+        if status != 201:
+            continue
+        for _ in range(200):
+            if work_id in inbox.arrived:
+                break
+            await asyncio.sleep(0.005)
+        answered = time.perf_counter()
+        await by_provider[provider["id"]].send_str(
+            json.dumps({"type": "work_response", "work_id": work_id, "accepted": True})
+        )
+        for _ in range(1000):
+            if work_id in seeker_inbox.answers:
+                samples.append(seeker_inbox.answers[work_id] - answered)
+                break
+            await asyncio.sleep(0.001)
+    return {"rounds": rounds, "answered": len(samples), "round_trip_ms": percentiles(samples)}
+
+
+def child_main(plan: dict[str, Any], results, commands) -> None:
+    """Entry point of the load-generator process."""
+
+    def report(item: dict) -> None:
+        results.put(item)
+
+    def checkpoint(name: str) -> None:
+        results.put({"checkpoint": name})
+        commands.get()  # wait until the parent has taken its measurement
+
+    try:
+        asyncio.run(run_plan(plan, report, checkpoint))
+    except Exception as error:  # report it rather than dying silently
+        results.put({"error": repr(error)})
+    results.put({"done": True})

@@ -1,0 +1,241 @@
+"""The benchmark harness. One command: ``.venv/bin/python -m bench.run [--quick] [--backend embedded|postgres|both]``.
+
+It starts what it measures (the service under uvicorn, one worker; PostgreSQL and Redis from the
+installed binaries for the production backend), creates providers and seekers, opens idle provider
+WebSockets from a separate load-generator process, drives assign-work closed-loop and open-loop,
+measures end-to-end delivery to the provider's socket, the accept round trip, server memory per idle
+socket, the one-INSERT yardstick and FCM push throughput, then prints a table and one JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from tests.fixtures.servers import create_database, free_port, postgres_server, redis_server
+
+JWT_SECRET = "bench-secret-" + "x" * 32
+
+
+def log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def infrastructure(backend: str):
+    """Environment for the server: the embedded default, or PostgreSQL + Redis started here."""
+    data_dir = Path(tempfile.mkdtemp(prefix="workcast-bench-"))
+    base = {
+        "WORKCAST_DATA_DIR": str(data_dir),
+        "JWT_SECRET": JWT_SECRET,
+        "LOG_LEVEL": "WARNING",
+        "PUSH_BACKEND": "log",
+        "WORK_TIME_TO_ANSWER_SECONDS": "3600",
+    }
+    try:
+        if backend == "embedded":
+            yield base | {"DATABASE_URL": ""}
+            return
+        with postgres_server() as pg, redis_server() as redis:
+            url = create_database(pg, "workcast_bench")
+            yield base | {"DATABASE_URL": url, "REDIS_URL": redis.url, "AUTO_MIGRATE": "true", "DB_POOL_SIZE": "20"}
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def seed_users(env: dict[str, str], providers: int, seekers: int) -> tuple[list[dict], list[dict]]:
+    """Profiles straight through the use cases (the CLI would take a second per user)."""
+    from adapters.sqlalchemy.migrate import upgrade_async
+    from bench.server import create_reference_table
+    from domain.profiles import Role
+    from entrypoints.container import build_container, close, database_settings
+    from entrypoints.settings import Settings
+
+    settings = Settings.from_env(env)
+    url = database_settings(settings).url
+    await upgrade_async(url)
+    await create_reference_table(url)
+    container = build_container(settings)
+    try:
+        create, tokens = container.create_profile(), container.tokens()
+        made_providers = []
+        for i in range(providers):
+            p = await create.execute(Role.PROVIDER, f"Provider {i}", "9876543210", True)
+            made_providers.append({"id": p.id, "token": tokens.issue(p.id)})
+        made_seekers = []
+        for i in range(seekers):
+            s = await create.execute(Role.SEEKER, f"Seeker {i}", "9000000001")
+            made_seekers.append({"id": s.id, "token": tokens.issue(s.id)})
+        return made_providers, made_seekers
+    finally:
+        await close(container)
+
+
+@contextlib.contextmanager
+def bench_server(env: dict[str, str], ws: str):
+    port = free_port()
+    log_file = open(Path(env["WORKCAST_DATA_DIR"]) / "server.log", "ab")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.server", "--port", str(port), "--ws", ws],
+        env={**os.environ, **env},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(600):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                    break
+            if process.poll() is not None:
+                raise RuntimeError("the server exited; see server.log")
+            time.sleep(0.05)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(15)
+        if process.poll() is None:
+            process.kill()
+        log_file.close()
+
+
+def rss_kb(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss // 1024
+
+
+def run_backend(backend: str, args) -> dict[str, Any]:
+    from bench.loadgen import child_main
+
+    results: dict[str, Any] = {"backend": backend}
+    with infrastructure(backend) as env:
+        log(f"{backend}: creating {args.providers} providers and {args.seekers} seekers")
+        providers, seekers = asyncio.run(seed_users(env, args.providers, args.seekers))
+        with bench_server(env, args.ws) as (port, pid):
+            plan = {
+                "base_url": f"http://127.0.0.1:{port}",
+                "ws_url": f"ws://127.0.0.1:{port}",
+                "providers": providers,
+                "seekers": seekers,
+                "idle_sockets": args.providers,
+                "concurrency": args.concurrency,
+                "duration": args.duration,
+                "rate": args.rate,
+                "round_trips": args.round_trips,
+            }
+            context = multiprocessing.get_context("spawn")
+            reports, commands = context.Queue(), context.Queue()
+            child = context.Process(target=child_main, args=(plan, reports, commands), name="loadgen")
+            child.start()
+            generator = psutil.Process(child.pid)
+            generator.cpu_percent()
+            server = psutil.Process(pid)
+            server.cpu_percent()
+            while True:
+                item = reports.get(timeout=max(600, args.duration * 10))
+                if "progress" in item:
+                    log(f"{backend}: {item['progress']}")
+                elif "checkpoint" in item:
+                    time.sleep(2)  # let the server settle before reading its memory
+                    results[f"server_rss_kb_{item['checkpoint']}"] = rss_kb(pid)
+                    commands.put("go")
+                elif "phase" in item:
+                    item["result"]["server_cpu_percent"] = round(server.cpu_percent(), 1)
+                    item["result"]["generator_cpu_percent"] = round(generator.cpu_percent(), 1)
+                    results[item["phase"]] = item["result"]
+                    log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
+                elif "error" in item:
+                    raise RuntimeError(f"load generator failed: {item['error']}")
+                elif item.get("done"):
+                    break
+            child.join(30)
+        sockets = args.providers + 5
+        before, after = results.get("server_rss_kb_before_sockets"), results.get("server_rss_kb_sockets_open")
+        if before and after:
+            results["idle_sockets"] = sockets
+            results["kb_per_idle_socket"] = round((after - before) / sockets, 1)
+        closed, reference = results.get("assign_closed_loop"), results.get("reference_insert")
+        if closed and reference and reference["requests_per_second"]:
+            results["assign_vs_reference"] = round(closed["requests_per_second"] / reference["requests_per_second"], 2)
+    return results
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = []
+    for run in summary["runs"]:
+        b = run["backend"]
+        ref, closed, opened, rtt = (
+            run.get(k, {}) for k in ("reference_insert", "assign_closed_loop", "assign_open_loop", "accept_round_trip")
+        )
+        rows += [
+            (b, "one-INSERT reference, req/s", ref.get("requests_per_second")),
+            (b, "assign-work closed loop, req/s", closed.get("requests_per_second")),
+            (b, "assign-work / reference", run.get("assign_vs_reference")),
+            (b, "assign-work closed loop, HTTP p50/p99 ms", _pair(closed.get("http_latency_ms"))),
+            (b, f"end-to-end at {opened.get('rate_target')}/s, p50/p99 ms", _pair(opened.get("end_to_end_ms"))),
+            (b, "end-to-end, not arrived within 5 s", opened.get("not_arrived_within_5s")),
+            (b, "open loop errors", opened.get("errors")),
+            (b, "accept round trip p50/p99 ms", _pair(rtt.get("round_trip_ms"))),
+            (b, f"KB per idle socket ({run.get('idle_sockets')} sockets)", run.get("kb_per_idle_socket")),
+        ]
+    if "fcm" in summary:
+        rows.append(("fcm", "FCM adapter against the fake, pushes/s", summary["fcm"]["pushes_per_second"]))
+    width = max(len(r[1]) for r in rows)
+    lines = [f"{'backend':<9} {'figure':<{width}}  value", "-" * (width + 22)]
+    lines += [f"{b:<9} {name:<{width}}  {value}" for b, name, value in rows]
+    return "\n".join(lines)
+
+
+def _pair(p: dict | None) -> str | None:
+    return f"{p['p50']} / {p['p99']}" if p and p.get("p50") is not None else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small and short: under a minute")
+    parser.add_argument("--backend", choices=["embedded", "postgres", "both"], default="both")
+    parser.add_argument("--providers", type=int, default=1000, help="idle provider sockets")
+    parser.add_argument("--seekers", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop concurrent seekers")
+    parser.add_argument("--rate", type=float, default=200, help="open-loop assignments per second")
+    parser.add_argument("--duration", type=float, default=15, help="seconds per load phase")
+    parser.add_argument("--round-trips", type=int, default=100)
+    parser.add_argument("--fcm-pushes", type=int, default=5000)
+    parser.add_argument("--ws", default="wsproto", help="uvicorn WebSocket implementation")
+    parser.add_argument("--json", type=Path, help="also write the JSON summary to this file")
+    args = parser.parse_args()
+    if args.quick:
+        args.providers, args.seekers, args.duration, args.round_trips, args.fcm_pushes = 200, 20, 4, 20, 1000
+    backends = ["embedded", "postgres"] if args.backend == "both" else [args.backend]
+    summary: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": {k: v for k, v in vars(args).items() if k != "json"}
+        | {
+            "postgres": "local, fsync=off, synchronous_commit=off (the test server settings)",
+        },
+        "runs": [run_backend(b, args) for b in backends],
+    }
+    from bench.fcm_throughput import measure
+
+    log("FCM adapter throughput against the fake FCM server")
+    summary["fcm"] = asyncio.run(measure(args.fcm_pushes, 100))
+    print(table(summary))
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
