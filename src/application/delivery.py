@@ -8,9 +8,10 @@ the dispatcher finds the notification due when the lease ends and tries again: n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from application.errors import BrokerUnavailable
@@ -31,6 +32,7 @@ from domain.devices import DeviceToken
 from domain.notifications import Notification
 
 log = logging.getLogger(__name__)
+RECORD_BATCH = 200  # outcomes written per transaction
 
 
 @dataclass
@@ -68,6 +70,11 @@ class NotificationDelivery:
         self._clock = clock
         self._policy = policy
         self._background: set[asyncio.Task] = set()
+        self._unrecorded: list[tuple[Notification, dict[int, str]]] = []
+        self._wake_recorder = asyncio.Event()
+        self._recorded_all = asyncio.Event()
+        self._recorded_all.set()
+        self._recorder: asyncio.Task | None = None
 
     def lease_until(self) -> datetime:
         return self._clock.now() + self._policy.lease
@@ -91,22 +98,31 @@ class NotificationDelivery:
             await asyncio.wait(tasks, timeout=budget.total_seconds() if budget is not None else None)
         for attempt in attempts:
             self._apply_finished(attempt)
-        try:
-            await self._record(attempts)
-        except Exception:
-            # The work itself is committed; an unrecorded outcome only means the dispatcher tries
-            # these again when their lease ends (a possible duplicate, never a loss).
-            log.exception(
-                "could not record delivery outcomes", extra={"notification_ids": [a.notification.id for a in attempts]}
-            )
+        self._submit(attempts)
         for attempt in attempts:
             if attempt.in_flight():
                 self._track(asyncio.create_task(self._finish_in_background(attempt)))
 
+    async def flush(self) -> None:
+        """Wait until every outcome handed over so far is written (tests and shutdown use this)."""
+        if self._unrecorded or not self._recorded_all.is_set():
+            await self._recorded_all.wait()
+
     async def drain(self, within: float) -> None:
-        """Wait for background deliveries (on shutdown); whatever is left is retried by the dispatcher."""
+        """On shutdown: let background deliveries finish and their outcomes be written, for at most ``within`` s.
+
+        Whatever is left is retried by the dispatcher when its lease ends.
+        """
+        deadline = asyncio.get_running_loop().time() + within
         if self._background:
             await asyncio.wait(set(self._background), timeout=within)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), max(0.0, deadline - asyncio.get_running_loop().time()))
+        if self._recorder is not None:
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+            self._recorder = None
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -190,29 +206,57 @@ class NotificationDelivery:
         else:
             n.push_failed(f"all_devices_invalid: {invalid[0].reason}" if invalid else "no_result")
 
-    async def _record(self, attempts: Sequence[_Attempt]) -> None:
+    def _submit(self, attempts: Sequence[_Attempt]) -> None:
+        """Schedule what finished and hand the outcomes to the recorder, which writes them in batches.
+
+        The request does not wait for this write: it is the second transaction, and under load many
+        requests' outcomes share one. Until it lands the notification still carries its lease, so a
+        crash in between only means the dispatcher tries again (at least once, never lost).
+        """
         now = self._clock.now()
+        for attempt in attempts:
+            n = attempt.notification
+            if not attempt.in_flight():
+                # Still in flight: keep the lease as next_attempt_at until the background task records it.
+                n.schedule(now + self._policy.retry_delay(n.attempts, attempt.retry_after), self._policy.max_attempts)
+            self._unrecorded.append((replace(n), dict(attempt.dead_devices)))
+            attempt.dead_devices.clear()
+        self._recorded_all.clear()
+        self._wake_recorder.set()
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_forever(), name="delivery-outcome-recorder")
+
+    async def _record_forever(self) -> None:
+        while True:
+            await self._wake_recorder.wait()
+            self._wake_recorder.clear()
+            while self._unrecorded:
+                batch = self._unrecorded[:RECORD_BATCH]
+                del self._unrecorded[:RECORD_BATCH]
+                try:
+                    await self._write(batch)
+                except Exception:
+                    # The work itself is committed; an unrecorded outcome only means the dispatcher
+                    # tries these again when their lease ends (a possible duplicate, never a loss).
+                    log.exception(
+                        "could not record delivery outcomes", extra={"notification_ids": [n.id for n, _ in batch]}
+                    )
+            self._recorded_all.set()
+
+    async def _write(self, batch: list[tuple[Notification, dict[int, str]]]) -> None:
+        dead: dict[int, str] = {}
+        for _, devices in batch:
+            dead.update(devices)
         async with self._uow_factory() as uow:
-            dead: dict[int, str] = {}
-            for attempt in attempts:
-                n = attempt.notification
-                if not attempt.in_flight():
-                    # Still in flight: keep the lease as next_attempt_at until the background task records it.
-                    delay = self._policy.retry_delay(n.attempts, attempt.retry_after)
-                    n.schedule(now + delay, self._policy.max_attempts)
-                await uow.notifications.save_delivery(n)
-                dead.update(attempt.dead_devices)
+            await uow.notifications.save_deliveries([n for n, _ in batch])
             if dead:
-                await uow.devices.invalidate(dead, now)
+                await uow.devices.invalidate(dead, self._clock.now())
             await uow.commit()
 
     async def _finish_in_background(self, attempt: _Attempt) -> None:
         await asyncio.wait(attempt.in_flight())
         self._apply_finished(attempt)
-        try:
-            await self._record([attempt])
-        except Exception:  # the lease makes the dispatcher retry it; say so and move on
-            log.exception("could not record a delivery outcome", extra={"notification_id": attempt.notification.id})
+        self._submit([attempt])
 
 
 def _failure_of(task: asyncio.Task) -> BaseException | None:

@@ -100,7 +100,15 @@ class NotificationRepository(Protocol):
         """The notifications that exist among these ids, in id order."""
 
     async def save_delivery(self, notification: Notification) -> None:
-        """Store the delivery fields (channel states, attempts, schedule, acknowledgement)."""
+        """Store the delivery fields (channel states, attempts, schedule, acknowledgement).
+
+        Writers race (the outcome recorder, a replay on connect, an acknowledgement), so the store
+        never moves back: a channel stored as sent stays sent (with its message id and no error), and
+        a stored acknowledgement time is kept.
+        """
+
+    async def save_deliveries(self, notifications: Sequence[Notification]) -> None:
+        """``save_delivery`` for many at once, in order."""
 
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
         """Notifications whose next attempt is due, oldest due first.

@@ -179,3 +179,13 @@ def seed_assignment(provider_id: int) -> dict:
         "latitude": 12.345,
         "longitude": 67.890,
     }
+
+
+async def notifications_when(http: httpx.AsyncClient, user: User, ready, within: float = 5.0) -> list[dict]:
+    """The user's notifications once ``ready(notifications)`` holds: outcomes are written just behind a response."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        found = (await http.get("/api/1/profiles/notifications/", headers=user.headers)).json()["data"]["notifications"]
+        if ready(found) or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.05)

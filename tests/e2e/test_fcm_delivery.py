@@ -12,7 +12,15 @@ import pytest
 from adapters.sqlalchemy.migrate import upgrade_async
 from entrypoints.container import close, database_settings
 from entrypoints.settings import Settings
-from tests.e2e.conftest import BASE_ENV, Admin, open_socket, running_server, seed_assignment, server_process
+from tests.e2e.conftest import (
+    BASE_ENV,
+    Admin,
+    notifications_when,
+    open_socket,
+    running_server,
+    seed_assignment,
+    server_process,
+)
 from tests.fakes.fcm import fake_fcm_server
 from tests.fixtures.servers import free_port
 
@@ -70,9 +78,7 @@ async def test_invalid_token_push_fails_socket_delivers_and_the_token_is_invalid
 
         assert (r.json()["data"]["fcm_sent"], r.json()["data"]["websocket_sent"]) == (False, True)
         assert (await app.receive())["type"] == "work_assigned"
-        (note,) = (await http.get("/api/1/profiles/notifications/", headers=provider.headers)).json()["data"][
-            "notifications"
-        ]
+        (note,) = await notifications_when(http, provider, lambda found: found[0]["push_state"] != "pending")
         assert note["push_state"] == "failed" and "UNREGISTERED" in note["push_error"]
         assert note["delivery_status"] == "sent" and note["next_attempt_at"] is None
 

@@ -9,7 +9,15 @@ import pytest
 
 from entrypoints.container import close
 from entrypoints.settings import Settings
-from tests.e2e.conftest import BASE_ENV, Admin, Server, open_socket, seed_assignment, server_process
+from tests.e2e.conftest import (
+    BASE_ENV,
+    Admin,
+    Server,
+    notifications_when,
+    open_socket,
+    seed_assignment,
+    server_process,
+)
 from tests.fixtures.servers import free_port
 
 
@@ -84,8 +92,7 @@ async def test_a_redis_restart_delays_but_loses_nothing(two_instances, admin, re
                 )
                 assert r.status_code == 201  # the order is saved, the API keeps working
                 assert r.json()["data"]["websocket_sent"] is False
-                notes = await http.get("/api/1/profiles/notifications/", headers=provider.headers)
-                (note,) = notes.json()["data"]["notifications"]
+                (note,) = await notifications_when(http, provider, lambda found: found[0]["socket_error"])
                 assert note["socket_state"] == "pending" and note["socket_error"] == "broker_unavailable"
                 assert (await http.get("/ready")).status_code == 503
             await provider_app.send({"type": "ping"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.e2e.conftest import open_socket, seed_assignment
+from tests.e2e.conftest import notifications_when, open_socket, seed_assignment
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -91,8 +91,7 @@ async def test_offline_provider_sees_job_after_reconnect(server, admin, http):
         await provider_app.send({"type": "ack", "notification_id": replayed["notification_id"]})
         assert await provider_app.receive() == {"type": "acked", "notification_id": replayed["notification_id"]}
 
-    history = (await http.get("/api/1/profiles/notifications/", headers=provider.headers)).json()["data"]
-    (note,) = history["notifications"]
+    (note,) = await notifications_when(http, provider, lambda found: found[0]["push_state"] != "pending")
     assert note["delivery_status"] == "delivered" and note["socket_state"] == "sent" and note["push_state"] == "sent"
 
     async with open_socket(server, "/ws/work/provider/", provider.token) as provider_app:

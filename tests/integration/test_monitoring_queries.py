@@ -37,6 +37,7 @@ async def test_delivery_status_counts_agree_with_the_domain(engine):
     answered = await world.respond.execute(provider.id, first.order.id, True)  # seeker's socket: sent
     await world.acknowledge.execute(seeker.id, answered.seeker_notification.id)  # delivered
 
+    await world.settle()
     expected = Counter()
     async with world.uow() as uow:
         for user in (seeker, provider, offline):

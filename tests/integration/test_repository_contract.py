@@ -230,3 +230,31 @@ async def test_delivery_stats_count_by_derived_status_channel_and_error(uow_fact
     assert dict(stats.by_push_state) == {"failed": 2, "skipped": 1, "sent": 1, "pending": 1}
     assert dict(stats.by_socket_state) == {"not_connected": 2, "sent": 2, "pending": 1}
     assert dict(stats.push_errors) == {"UNREGISTERED": 2, "QUOTA_EXCEEDED": 1}
+
+
+async def test_delivery_writes_never_move_back(uow_factory):
+    """Writers race (outcome recorder, replay, ack): a sent channel and an acknowledgement stick."""
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        order = await uow.work_orders.add(new_order(seeker, provider))
+        n = new_notification(provider, order)
+        await uow.notifications.add_many([n])
+        await uow.commit()
+    stale = Notification(**{**vars(n)})
+    n.push_sent("projects/p/messages/9")
+    n.mark_seen_on_socket()
+    n.acknowledge(T0)
+    async with uow_factory() as uow:
+        await uow.notifications.save_delivery(n)
+        await uow.commit()
+    stale.push_retry("UNAVAILABLE")
+    stale.socket_not_connected()
+    stale.attempts = 2
+    async with uow_factory() as uow:
+        await uow.notifications.save_deliveries([stale])
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = await uow.notifications.get(n.id)
+    assert stored.push_state is PushState.SENT and stored.push_message_id == "projects/p/messages/9"
+    assert stored.push_error is None and stored.socket_state is SocketState.SENT
+    assert stored.delivered_at == T0 and stored.attempts == 2

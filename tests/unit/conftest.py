@@ -96,6 +96,7 @@ class World:
         return self.uow_factory() if self.uow_factory else MemoryUnitOfWork(self.store)
 
     async def device(self, token: str):
+        await self.settle()
         async with self.uow() as uow:
             return await uow.devices.get_by_token(token)
 
@@ -127,11 +128,17 @@ class World:
         fields.update(overrides)
         return await self.assign_work.execute(AssignWorkCommand(**fields))
 
+    async def settle(self) -> None:
+        """Wait for delivery outcomes to be written (the recorder writes them behind the request)."""
+        await self.delivery.flush()
+
     async def notification(self, notification_id: int):
+        await self.settle()
         async with self.uow() as uow:
             return await uow.notifications.get(notification_id)
 
     async def all_notifications(self):
+        await self.settle()
         return list(self.store.tables.notifications.values())
 
 

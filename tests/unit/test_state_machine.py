@@ -51,7 +51,9 @@ class WorkcastMachine(RuleBasedStateMachine):
         self.sockets: dict[int, object] = {}
 
     def run(self, coro):
-        return self.loop.run_until_complete(coro)
+        result = self.loop.run_until_complete(coro)
+        self.loop.run_until_complete(self.world.settle())  # outcomes are written behind each request
+        return result
 
     def teardown(self) -> None:
         self.loop.close()

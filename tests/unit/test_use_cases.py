@@ -81,6 +81,7 @@ async def test_every_device_and_every_socket_of_the_provider_hears_it(world):
     assert assignment.fcm_sent and assignment.websocket_sent
     assert {p.device.token for p in world.push.sent} == {"phone", "tablet-fid"}
     assert app_one.types() == app_two.types() == ["work_assigned"]
+    await world.settle()
     assert not world.store.tables.devices[phone.device.id].is_active
     assert (await world.notification(assignment.notification_id)).push_message_id == "m-1"
 

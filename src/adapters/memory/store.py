@@ -26,7 +26,7 @@ from application.ports import (
     WorkOrderRepository,
 )
 from domain.devices import DeviceToken
-from domain.notifications import Notification
+from domain.notifications import Notification, PushState, SocketState
 from domain.profiles import Profile, Role
 from domain.work_orders import WorkOrder, WorkStatus
 
@@ -207,8 +207,19 @@ class MemoryNotificationRepository(NotificationRepository):
         return [_copy(self._t.notifications[i]) for i in sorted(set(notification_ids)) if i in self._t.notifications]
 
     async def save_delivery(self, notification: Notification) -> None:
-        assert notification.id in self._t.notifications
-        self._t.notifications[notification.id] = _copy(notification)
+        stored = self._t.notifications[notification.id]  # type: ignore[index]
+        new = _copy(notification)
+        # Never move back (see the port): sent channels and acknowledgements stick.
+        if stored.push_state is PushState.SENT:
+            new.push_state, new.push_message_id, new.push_error = PushState.SENT, stored.push_message_id, None
+        if stored.socket_state is SocketState.SENT:
+            new.socket_state, new.socket_error = SocketState.SENT, None
+        new.delivered_at = stored.delivered_at or new.delivered_at
+        self._t.notifications[new.id] = new  # type: ignore[index]
+
+    async def save_deliveries(self, notifications: Sequence[Notification]) -> None:
+        for n in notifications:
+            await self.save_delivery(n)
 
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
         due = [n for n in self._t.notifications.values() if n.next_attempt_at is not None and n.next_attempt_at <= now]

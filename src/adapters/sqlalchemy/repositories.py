@@ -7,10 +7,11 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
+from adapters.sqlalchemy.types import UtcDateTime
 from application.ports import (
     BoundingBox,
     DeliveryStats,
@@ -295,6 +296,30 @@ DELIVERY_STATUS = case(
 )
 
 
+def _unless_sent(state_column, column, value):
+    """Keep the stored value when the channel is already sent: concurrent writers never move it back."""
+    return case((state_column == "sent", column), else_=value)
+
+
+_push_sent = notifications.c.push_state
+_socket_sent = notifications.c.socket_state
+SAVE_DELIVERY = (
+    update(notifications)
+    .where(notifications.c.id == bindparam("b_id"))
+    .values(
+        push_state=_unless_sent(_push_sent, notifications.c.push_state, bindparam("b_push_state")),
+        push_message_id=_unless_sent(_push_sent, notifications.c.push_message_id, bindparam("b_push_message_id")),
+        push_error=_unless_sent(_push_sent, notifications.c.push_error, bindparam("b_push_error")),
+        socket_state=_unless_sent(_socket_sent, notifications.c.socket_state, bindparam("b_socket_state")),
+        socket_error=_unless_sent(_socket_sent, notifications.c.socket_error, bindparam("b_socket_error")),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        last_attempt_at=bindparam("b_last_attempt_at"),
+        delivered_at=func.coalesce(notifications.c.delivered_at, bindparam("b_delivered_at", type_=UtcDateTime)),
+    )
+)
+
+
 class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     async def add_many(self, new: Sequence[Notification]) -> None:
         if not new:
@@ -332,8 +357,14 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
         return [_notification(row) for row in rows]
 
     async def save_delivery(self, notification: Notification) -> None:
+        await self.save_deliveries([notification])
+
+    async def save_deliveries(self, many: Sequence[Notification]) -> None:
+        if not many:
+            return
+        # One executemany: psycopg sends it as a pipeline, SQLite runs it in one call.
         await self._c.execute(
-            update(notifications).where(notifications.c.id == notification.id).values(_delivery_columns(notification))
+            SAVE_DELIVERY, [{"b_id": n.id, **{f"b_{k}": v for k, v in _delivery_columns(n).items()}} for n in many]
         )
 
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
