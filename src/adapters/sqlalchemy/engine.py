@@ -61,10 +61,13 @@ def _sqlite_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # One connection: SQLite has one writer at a time anyway (every transaction here is BEGIN
+    # IMMEDIATE), and waiting in the pool's asyncio queue is fair and prompt, where waiting in
+    # SQLite's busy handler sleeps in growing steps (up to 100 ms) and made the latency tail long.
     engine = create_async_engine(
         url,
-        pool_size=settings.pool_size,
-        max_overflow=settings.max_overflow,
+        pool_size=1,
+        max_overflow=0,
         pool_timeout=settings.pool_timeout,
         connect_args={"timeout": settings.connect_timeout},
         echo=settings.echo,
