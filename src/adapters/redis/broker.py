@@ -6,11 +6,13 @@ plain pub/sub, cannot tell the publisher whether a socket really received the me
 
 - every instance subscribes to ``{prefix}:user:{id}`` while it holds at least one socket of that user,
   and to its own ``{prefix}:ack:{instance}`` channel;
-- a publish sends ``<message id>|<reply channel>|<text>``; PUBLISH returns how many instances listen;
-- each of them writes the text to its local sockets (encoded once, sent to all) and publishes back
-  ``<message id>|<sockets reached>`` on the reply channel;
-- the publisher returns as soon as a socket was reached, or when every instance answered, or after
-  ``ack_timeout``: the count it returns is the number of sockets that really got the message.
+- a publish first writes the text to this instance's own sockets of the user, then sends
+  ``<message id>|<reply channel>|<text>`` to Redis; PUBLISH returns how many instances listen;
+- each other instance writes the text to its local sockets (encoded once, sent to all) and publishes
+  back ``<message id>|<sockets reached>`` on the reply channel (the publisher skips its own message);
+- the publisher returns at once if a local socket took it, else as soon as a remote socket was
+  reached, when every instance answered, or after ``ack_timeout``: the count is of sockets that
+  really got the message.
 
 Presence: each instance keeps a field per local user in ``{prefix}:online:{id}`` (a hash of instance
 -> expiry time), refreshed every ``presence_ttl / 3``; a crashed instance's fields simply expire.
@@ -98,19 +100,26 @@ class RedisBroker(RealtimeBroker):
         assert self._client is not None, "start() the broker first"
         text = _encode(message).decode()
         message_id = f"{self.instance}-{next(self._ids)}"
+        # Sockets of this instance get it straight away; the others through Redis. This instance
+        # ignores its own message when it comes back from Redis.
+        here = self.sockets.count(user_id) > 0
+        reached_here = await self.sockets.send(user_id, text) if here else 0
         delivery = _Delivery()
         self._waiting[message_id] = delivery
         try:
             listeners = await self._client.publish(
                 self._user_channel(user_id), f"{message_id}|{self._reply_channel}|{text}"
             )
-            if listeners == 0:
-                return 0
-            delivery.expect(listeners)
+            elsewhere = listeners - (1 if here else 0)
+            if reached_here or elsewhere <= 0:
+                return reached_here
+            delivery.expect(elsewhere)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(delivery.settled.wait(), self._ack_timeout)
             return delivery.delivered
         except (RedisError, OSError) as error:
+            if reached_here:
+                return reached_here  # a local socket has it; other instances' sockets get it by replay
             raise BrokerUnavailable(f"redis: {type(error).__name__}") from error
         finally:
             self._waiting.pop(message_id, None)
@@ -202,6 +211,8 @@ class RedisBroker(RealtimeBroker):
                 delivery.answer(int(count or 0))
             return
         message_id, reply_channel, text = data.split("|", 2)
+        if reply_channel == self._reply_channel:
+            return  # our own message: its local sockets were served when it was published
         user_id = int(channel.rsplit(":", 1)[1])
         # Write to local sockets without holding up the listener; report how many got it.
         task = asyncio.create_task(self._deliver_locally(user_id, text, message_id, reply_channel))

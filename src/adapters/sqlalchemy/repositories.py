@@ -193,6 +193,12 @@ def _order(row: Row) -> WorkOrder:
     )
 
 
+# Built once: statements passed their values as parameters compile once and stay cached.
+INSERT_ORDER = insert(work_orders).returning(work_orders.c.id)
+INSERT_NOTIFICATION = insert(notifications).returning(notifications.c.id)
+INSERT_NOTIFICATIONS = insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True)
+
+
 class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
     async def add(self, order: WorkOrder) -> WorkOrder:
         values = {
@@ -209,7 +215,7 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
             "responded_at": order.responded_at,
             "closed_at": order.closed_at,
         }
-        order.id = (await self._c.execute(insert(work_orders).values(values).returning(work_orders.c.id))).scalar_one()
+        order.id = (await self._c.execute(INSERT_ORDER, values)).scalar_one()
         return order
 
     async def get(self, order_id: int) -> WorkOrder | None:
@@ -336,11 +342,9 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             for n in new
         ]
         if len(rows) == 1:
-            statement = insert(notifications).values(rows[0]).returning(notifications.c.id)
-            new[0].id = (await self._c.execute(statement)).scalar_one()
+            new[0].id = (await self._c.execute(INSERT_NOTIFICATION, rows[0])).scalar_one()
             return
-        statement = insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True)
-        ids = (await self._c.execute(statement, rows)).scalars().all()
+        ids = (await self._c.execute(INSERT_NOTIFICATIONS, rows)).scalars().all()
         for n, new_id in zip(new, ids, strict=True):
             n.id = new_id
 
