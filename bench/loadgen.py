@@ -213,13 +213,23 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
             await wait_for_arrivals(inbox, records)
             report({"phase": "assign_closed_loop", "result": summarize(records, elapsed, inbox, 201)})
 
-        progress(f"assign-work open loop at {plan['rate']}/s for {plan['duration']} s")
-        records, elapsed, late = await open_loop(assign, plan["rate"], plan["duration"])
-        await wait_for_arrivals(inbox, records)
-        result = summarize(records, elapsed, inbox, 201)
-        result["rate_target"] = plan["rate"]
-        result["generator_late_sends"] = late
-        report({"phase": "assign_open_loop", "result": result})
+        for phase, target in (("assign_open_loop", plan["latency_sockets"]), ("capacity", plan["capacity_sockets"])):
+            if target > len(connected):
+                more = providers[len(connected) : target]
+                sockets[len(connected) : len(connected)] = await open_sockets(
+                    session, ws_base, "/ws/work/provider/", [p["token"] for p in more], inbox, progress
+                )
+                connected = connected + more
+            elif phase == "capacity":
+                continue
+            progress(
+                f"{phase}: assign-work open loop at {plan['rate']}/s for {plan['duration']} s, {len(connected)} sockets"
+            )
+            records, elapsed, late = await open_loop(assign, plan["rate"], plan["duration"])
+            await wait_for_arrivals(inbox, records)
+            result = summarize(records, elapsed, inbox, 201)
+            result.update(rate_target=plan["rate"], generator_late_sends=late, idle_sockets=len(connected))
+            report({"phase": phase, "result": result})
 
         progress("accept round trip")
         report(

@@ -121,8 +121,9 @@ def run_backend(backend: str, args) -> dict[str, Any]:
 
     results: dict[str, Any] = {"backend": backend}
     with infrastructure(backend) as env:
-        log(f"{backend}: creating {args.providers} providers and {args.seekers} seekers")
-        providers, seekers = asyncio.run(seed_users(env, args.providers, args.seekers))
+        total = max(args.providers, args.latency_sockets, args.capacity_sockets)
+        log(f"{backend}: creating {total} providers and {args.seekers} seekers")
+        providers, seekers = asyncio.run(seed_users(env, total, args.seekers))
         with bench_server(env, args.ws) as (port, pid):
             plan = {
                 "base_url": f"http://127.0.0.1:{port}",
@@ -134,6 +135,9 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 "duration": args.duration,
                 "rate": args.rate,
                 "round_trips": args.round_trips,
+                "closed_loop": not args.skip_closed_loop,
+                "latency_sockets": args.latency_sockets,
+                "capacity_sockets": args.capacity_sockets if backend == "postgres" else 0,
             }
             context = multiprocessing.get_context("spawn")
             reports, commands = context.Queue(), context.Queue()
@@ -161,7 +165,7 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 elif item.get("done"):
                     break
             child.join(30)
-        sockets = args.providers + 5
+        sockets = args.providers + 5  # the idle provider sockets and the seekers' round-trip sockets
         before, after = results.get("server_rss_kb_before_sockets"), results.get("server_rss_kb_sockets_open")
         if before and after:
             results["idle_sockets"] = sockets
@@ -176,18 +180,33 @@ def table(summary: dict[str, Any]) -> str:
     rows = []
     for run in summary["runs"]:
         b = run["backend"]
-        ref, closed, opened, rtt = (
-            run.get(k, {}) for k in ("reference_insert", "assign_closed_loop", "assign_open_loop", "accept_round_trip")
+        ref, closed, opened, rtt, capacity = (
+            run.get(k, {})
+            for k in ("reference_insert", "assign_closed_loop", "assign_open_loop", "accept_round_trip", "capacity")
         )
         rows += [
             (b, "one-INSERT reference, req/s", ref.get("requests_per_second")),
             (b, "assign-work closed loop, req/s", closed.get("requests_per_second")),
             (b, "assign-work / reference", run.get("assign_vs_reference")),
             (b, "assign-work closed loop, HTTP p50/p99 ms", _pair(closed.get("http_latency_ms"))),
-            (b, f"end-to-end at {opened.get('rate_target')}/s, p50/p99 ms", _pair(opened.get("end_to_end_ms"))),
+            (
+                b,
+                f"end-to-end at {opened.get('rate_target')}/s, {opened.get('idle_sockets')} sockets, p50/p99 ms",
+                _pair(opened.get("end_to_end_ms")),
+            ),
             (b, "end-to-end, not arrived within 5 s", opened.get("not_arrived_within_5s")),
             (b, "open loop errors", opened.get("errors")),
             (b, "accept round trip p50/p99 ms", _pair(rtt.get("round_trip_ms"))),
+            (
+                b,
+                f"capacity: {capacity.get('idle_sockets')} sockets, end-to-end p50/p99 ms",
+                _pair(capacity.get("end_to_end_ms")),
+            ),
+            (
+                b,
+                "capacity: not arrived within 5 s / errors",
+                f"{capacity.get('not_arrived_within_5s')} / {capacity.get('errors')}" if capacity else None,
+            ),
             (b, f"KB per idle socket ({run.get('idle_sockets')} sockets)", run.get("kb_per_idle_socket")),
         ]
     if "fcm" in summary:
@@ -213,11 +232,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15, help="seconds per load phase")
     parser.add_argument("--round-trips", type=int, default=100)
     parser.add_argument("--fcm-pushes", type=int, default=5000)
+    parser.add_argument("--skip-closed-loop", action="store_true", help="only the open-loop latency phase")
+    parser.add_argument("--latency-sockets", type=int, default=5000, help="idle sockets during the open-loop phase")
+    parser.add_argument(
+        "--capacity-sockets", type=int, default=10000, help="idle sockets for the capacity phase (PostgreSQL + Redis)"
+    )
     parser.add_argument("--ws", default="wsproto", help="uvicorn WebSocket implementation")
     parser.add_argument("--json", type=Path, help="also write the JSON summary to this file")
     args = parser.parse_args()
     if args.quick:
         args.providers, args.seekers, args.duration, args.round_trips, args.fcm_pushes = 200, 20, 4, 20, 1000
+        args.latency_sockets, args.capacity_sockets = 400, 0
     backends = ["embedded", "postgres"] if args.backend == "both" else [args.backend]
     summary: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

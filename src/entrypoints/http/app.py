@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -121,6 +122,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                 "dispatcher": settings.dispatcher_enabled,
             },
         )
+        # Everything loaded so far (modules, the container, compiled SQL) lives as long as the
+        # process: move it out of the collector's sight. Full collections then scan only what the
+        # traffic created; measured: gen-2 pauses of 80-90 ms (the p99 of assign-work) went away.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
