@@ -41,6 +41,7 @@ class Inbox:
 
     arrived: dict[int, float] = field(default_factory=dict)
     answers: dict[int, float] = field(default_factory=dict)  # seeker side: work_accepted per work id
+    pongs: int = 0
 
 
 async def listen(ws: aiohttp.ClientWebSocketResponse, inbox: Inbox) -> None:
@@ -54,6 +55,8 @@ async def listen(ws: aiohttp.ClientWebSocketResponse, inbox: Inbox) -> None:
             inbox.arrived.setdefault(message["work_id"], now)
         elif kind in ("work_accepted", "work_rejected"):
             inbox.answers.setdefault(message["work_id"], now)
+        elif kind == "pong":
+            inbox.pongs += 1
 
 
 async def open_sockets(session, ws_base: str, path: str, tokens: list[str], inbox: Inbox, progress) -> list:
@@ -69,10 +72,15 @@ async def open_sockets(session, ws_base: str, path: str, tokens: list[str], inbo
         sockets += opened
         tasks += [asyncio.create_task(listen(ws, inbox)) for ws in opened]
         progress(f"sockets open: {len(sockets)}/{len(tokens)}")
-    # A ping through every socket: when all pongs are back, every socket is subscribed server-side.
+    # A ping through every socket: the server answers after the replay, so when all pongs are back
+    # every socket is subscribed and live, and the phase measures delivery, not connection set-up.
+    expected = inbox.pongs + len(sockets)
     for ws in sockets:
         await ws.send_str('{"type":"ping"}')
-    await asyncio.sleep(0.5)
+    deadline = time.perf_counter() + 300
+    while inbox.pongs < expected and time.perf_counter() < deadline:  # noqa: ASYNC110 (filled by listeners)
+        await asyncio.sleep(0.05)
+    progress(f"sockets live: {inbox.pongs - expected + len(sockets)}/{len(sockets)}")
     return sockets
 
 
