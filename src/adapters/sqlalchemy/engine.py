@@ -68,7 +68,9 @@ def _sqlite_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         url,
         pool_size=1,
         max_overflow=0,
-        pool_timeout=settings.pool_timeout,
+        # The pool is the queue of every transaction here, so a burst (thousands of apps reconnecting
+        # at once) waits longer in it than on a server database before it is called unavailable.
+        pool_timeout=max(settings.pool_timeout, 30.0),
         connect_args={"timeout": settings.connect_timeout},
         echo=settings.echo,
     )

@@ -5,6 +5,8 @@ from typing import Any
 
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
+from domain.errors import ProfileNotFound
+from domain.profiles import Profile
 
 
 class ReplayUndelivered:
@@ -24,6 +26,16 @@ class ReplayUndelivered:
         async with self._uow_factory() as uow:
             rows = await uow.notifications.undelivered_for_user(user_id, since, self._policy.replay_limit)
         return [n.message() for n in rows]
+
+    async def on_connect(self, user_id: int) -> tuple[Profile, list[dict[str, Any]]]:
+        """Who connected, and what they must see first: one transaction for a socket's whole start."""
+        since = self._clock.now() - self._policy.replay_window
+        async with self._uow_factory() as uow:
+            profile = await uow.profiles.get(user_id)
+            if profile is None:
+                raise ProfileNotFound("no profile for this user")
+            rows = await uow.notifications.undelivered_for_user(user_id, since, self._policy.replay_limit)
+        return profile, [n.message() for n in rows]
 
     async def record_shown(self, user_id: int, notification_ids: Collection[int]) -> None:
         """The replayed messages reached a live socket: their socket channel counts as sent."""

@@ -18,7 +18,6 @@ from litestar.exceptions import WebSocketDisconnect
 from application.errors import StorageUnavailable
 from application.ports import RealtimeBroker
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
-from application.use_cases.get_profile import GetProfile
 from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from domain.errors import DomainError, NotAProvider, ProfileNotFound
@@ -54,14 +53,14 @@ class WorkSocket:
     def __init__(
         self,
         socket: WebSocket,
-        profile: Profile,
+        user_id: int,
         replay: ReplayUndelivered,
         respond: RespondToWork,
         acknowledge: AcknowledgeNotification,
     ) -> None:
         self._socket = socket
-        self._profile = profile
-        self._user_id: int = profile.id  # type: ignore[assignment]
+        self._user_id = user_id
+        self.profile: Profile | None = None
         self._replay = replay
         self._respond = respond
         self._acknowledge = acknowledge
@@ -75,8 +74,7 @@ class WorkSocket:
             return
         await self._socket.send_text(text)
 
-    async def replay(self) -> None:
-        messages = await self._replay.execute(self._user_id)
+    async def replay(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             await self._socket.send_text(_encode(message).decode())
         replayed = {m["notification_id"] for m in messages}
@@ -122,7 +120,7 @@ class WorkSocket:
         return _error("unknown_type", f"unknown message type {kind!r}; known: ping, work_response, ack")
 
     async def _work_response(self, message: _WorkResponse) -> dict[str, Any]:
-        if self._profile.role is not Role.PROVIDER:
+        if self.profile is None or self.profile.role is not Role.PROVIDER:
             raise NotAProvider("only providers answer work orders")
         result = await self._respond.execute(self._user_id, message.work_id, message.accepted)
         return {
@@ -152,7 +150,6 @@ async def _serve(
     socket: WebSocket,
     role: Role,
     tokens: NamedDependency[TokenService],
-    get_profile: NamedDependency[GetProfile],
     broker: NamedDependency[RealtimeBroker],
     replay_undelivered: NamedDependency[ReplayUndelivered],
     respond_to_work: NamedDependency[RespondToWork],
@@ -162,21 +159,23 @@ async def _serve(
     await socket.accept()
     try:
         user_id = tokens.user_id(bearer_token(socket.headers.get("authorization"), socket.query_params.get("token")))
-        profile = await get_profile.execute(user_id)
-    except (InvalidToken, ProfileNotFound) as error:
+    except InvalidToken as error:
         await socket.close(code=CLOSE_UNAUTHORIZED, reason=str(error)[:120])
         return
-    except StorageUnavailable:
-        await socket.close(code=CLOSE_UNAVAILABLE, reason="service temporarily unavailable")
-        return
-    if profile.role is not role:
-        await socket.close(code=CLOSE_FORBIDDEN, reason=f"this socket is for {role.value}s")
-        return
-    session = WorkSocket(socket, profile, replay_undelivered, respond_to_work, acknowledge_notification)
+    session = WorkSocket(socket, user_id, replay_undelivered, respond_to_work, acknowledge_notification)
+    # Subscribe before reading what to replay: a message published in between is held, not missed.
     await broker.subscribe(user_id, session.deliver)
-    log.info("socket connected", extra={"user_id": user_id, "role": role.value})
     try:
-        await session.replay()
+        try:
+            session.profile, messages = await replay_undelivered.on_connect(user_id)
+        except ProfileNotFound as error:
+            await socket.close(code=CLOSE_UNAUTHORIZED, reason=str(error)[:120])
+            return
+        if session.profile.role is not role:
+            await socket.close(code=CLOSE_FORBIDDEN, reason=f"this socket is for {role.value}s")
+            return
+        log.info("socket connected", extra={"user_id": user_id, "role": role.value})
+        await session.replay(messages)
         await session.serve()
     except WebSocketDisconnect:
         pass
@@ -184,14 +183,12 @@ async def _serve(
         await socket.close(code=CLOSE_UNAVAILABLE, reason="service temporarily unavailable")
     finally:
         await broker.unsubscribe(user_id, session.deliver)
-        log.info("socket disconnected", extra={"user_id": user_id, "role": role.value})
 
 
 @websocket("/ws/work/provider/")
 async def provider_socket(
     socket: WebSocket,
     tokens: NamedDependency[TokenService],
-    get_profile: NamedDependency[GetProfile],
     broker: NamedDependency[RealtimeBroker],
     replay_undelivered: NamedDependency[ReplayUndelivered],
     respond_to_work: NamedDependency[RespondToWork],
@@ -202,7 +199,6 @@ async def provider_socket(
         socket,
         Role.PROVIDER,
         tokens,
-        get_profile,
         broker,
         replay_undelivered,
         respond_to_work,
@@ -214,13 +210,10 @@ async def provider_socket(
 async def seeker_socket(
     socket: WebSocket,
     tokens: NamedDependency[TokenService],
-    get_profile: NamedDependency[GetProfile],
     broker: NamedDependency[RealtimeBroker],
     replay_undelivered: NamedDependency[ReplayUndelivered],
     respond_to_work: NamedDependency[RespondToWork],
     acknowledge_notification: NamedDependency[AcknowledgeNotification],
 ) -> None:
     """Seekers: receive work_accepted, work_rejected, work_expired; send ack, ping."""
-    await _serve(
-        socket, Role.SEEKER, tokens, get_profile, broker, replay_undelivered, respond_to_work, acknowledge_notification
-    )
+    await _serve(socket, Role.SEEKER, tokens, broker, replay_undelivered, respond_to_work, acknowledge_notification)
