@@ -62,10 +62,6 @@ class NotYourOrder(DomainError):
     code = "not_your_order"
 
 
-class NotYourNotification(DomainError):
-    code = "not_your_notification"
-
-
 class ProviderUnavailable(DomainError):
     code = "provider_unavailable"
 

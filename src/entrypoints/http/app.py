@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import text
 
 from adapters.sqlalchemy.migrate import upgrade_async
-from entrypoints.auth import InvalidToken, TokenService, bearer_token
+from entrypoints.auth import TokenService, bearer_token
 from entrypoints.container import Container, build_container, close, database_settings
 from entrypoints.dispatcher import Dispatcher
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
@@ -33,7 +33,6 @@ GC_THRESHOLDS = (2000, 20, 1000)  # CPython's defaults: (700, 10, 10)
 INJECTED = (
     "tokens",
     "broker",
-    "get_profile",
     "register_device",
     "set_provider_availability",
     "list_active_providers",
@@ -53,7 +52,7 @@ async def caller_id(request: Request, tokens: NamedDependency[TokenService]) -> 
     return tokens.user_id(bearer_token(request.headers.get("authorization")))
 
 
-@get("/health", tags=["operations"], operation_id="health", exclude_from_auth=True)
+@get("/health", tags=["operations"], operation_id="health")
 async def health() -> Envelope[dict]:
     """Liveness: the process answers."""
     return envelope("ok", {"alive": True})
@@ -163,6 +162,3 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     app.state.settings = settings
     return app
-
-
-__all__ = ["InvalidToken", "create_app"]

@@ -41,7 +41,6 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (domain.NotAProvider, HTTP_403_FORBIDDEN),
     (domain.NotAnOperator, HTTP_403_FORBIDDEN),
     (domain.NotYourOrder, HTTP_403_FORBIDDEN),
-    (domain.NotYourNotification, HTTP_403_FORBIDDEN),
     (domain.ProviderUnavailable, HTTP_409_CONFLICT),
     (domain.AlreadyAnswered, HTTP_409_CONFLICT),
     (domain.InvalidTransition, HTTP_409_CONFLICT),
