@@ -30,7 +30,7 @@ class PushBackend(enum.StrEnum):
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    database_url: str | None
+    database_url: str | None = field(repr=False)  # may carry a password
     db_pool_size: int
     db_max_overflow: int
     db_pool_timeout: float

@@ -109,7 +109,12 @@ def test_defaults_are_the_embedded_service(tmp_path):
     assert len(with_secret.jwt_secret) >= 32
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
     assert settings.with_jwt_secret().jwt_secret == with_secret.jwt_secret  # generated once, then kept
-    assert SECRET not in repr(Settings.from_env({"JWT_SECRET": SECRET}))
+    shown = repr(
+        Settings.from_env(
+            {"JWT_SECRET": SECRET, "DATABASE_URL": "postgresql://u:hunter2@db/x", "REDIS_URL": "redis://:pw9@r"}
+        )
+    )
+    assert SECRET not in shown and "hunter2" not in shown and "pw9" not in shown
 
 
 @pytest.mark.parametrize(

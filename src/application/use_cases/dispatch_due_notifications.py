@@ -27,7 +27,7 @@ class DispatchDueNotifications:
             lease_until = self._delivery.lease_until()
             for n in claimed:
                 n.start_attempt(now, lease_until)
-                await uow.notifications.save_delivery(n)
+            await uow.notifications.save_deliveries(claimed)
             push_due = {n.recipient_id for n in claimed if n.pending_channels[0]}
             devices = await uow.devices.active_for_users(push_due) if push_due else {}
             await uow.commit()

@@ -42,8 +42,8 @@ class ReplayUndelivered:
         if not notification_ids:
             return
         async with self._uow_factory() as uow:
-            for n in await uow.notifications.get_many(notification_ids):
-                if n.recipient_id == user_id:
-                    n.mark_seen_on_socket()
-                    await uow.notifications.save_delivery(n)
+            shown = [n for n in await uow.notifications.get_many(notification_ids) if n.recipient_id == user_id]
+            for n in shown:
+                n.mark_seen_on_socket()
+            await uow.notifications.save_deliveries(shown)
             await uow.commit()
