@@ -66,6 +66,7 @@ def main() -> None:
         lifespan="on",
         backlog=4096,
         ws_max_size=64 * 1024,
+        ws_per_message_deflate=False,  # as `workcast serve`
     )
 
 

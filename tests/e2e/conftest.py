@@ -47,7 +47,13 @@ def running_server(env: Mapping[str, str]) -> Iterator[Server]:
     settings = Settings.from_env({**BASE_ENV, **env})
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, ws="wsproto", log_config=None, lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        ws="wsproto",
+        log_config=None,
+        lifespan="on",
+        ws_per_message_deflate=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

@@ -127,3 +127,29 @@ async def test_delivery_stats_are_for_operators(admin, http):
     assert set(data["by_push_state"]) <= {"pending", "sent", "failed", "skipped"}
     r = await http.get("/api/1/profiles/notifications/stats/?hours=0", headers=operator.headers)
     assert r.status_code == 422 and r.json()["field"] == "hours"
+
+
+async def test_workcast_serve_declines_per_message_deflate(tmp_path, admin):
+    """A client that offers compression (Flutter's dart:io does by default) gets a plain socket: ~25 KB, not ~300 KB."""
+    from websockets.asyncio.client import connect
+
+    from tests.e2e.conftest import server_process
+
+    port = free_port()
+    env = {"WORKCAST_DATA_DIR": str(tmp_path), "JWT_SECRET": "d" * 40}
+    with server_process(env, port, tmp_path / "serve.log"):
+        from entrypoints.settings import Settings
+        from tests.e2e.conftest import BASE_ENV, Admin
+
+        own = Admin(Settings.from_env({**BASE_ENV, **env}))
+        try:
+            provider = await own.provider()
+        finally:
+            from entrypoints.container import close
+
+            await close(own.container)
+        url = f"ws://127.0.0.1:{port}/ws/work/provider/?token={provider.token}"
+        async with connect(url, compression="deflate") as ws:
+            await ws.send('{"type": "ping"}')
+            assert await ws.recv() == '{"type":"pong"}'
+            assert ws.protocol.extensions == []
