@@ -37,42 +37,28 @@ def order(**overrides) -> WorkOrder:
     return made
 
 
+def offer(seeker: Profile, provider: Profile) -> WorkOrder:
+    return WorkOrder.assign(
+        seeker,
+        provider,
+        service_type="x",
+        message="",
+        distance="",
+        location=GeoPoint(0, 0),
+        now=NOW,
+        time_to_answer=timedelta(1),
+    )
+
+
 def test_only_seekers_assign_and_only_to_active_providers():
     seeker, provider = people()
     with pytest.raises(NotASeeker):
-        WorkOrder.assign(
-            provider,
-            provider,
-            service_type="x",
-            message="",
-            distance="",
-            location=GeoPoint(0, 0),
-            now=NOW,
-            time_to_answer=timedelta(1),
-        )
+        offer(provider, provider)
     provider.is_active_for_work = False
     with pytest.raises(ProviderUnavailable):
-        WorkOrder.assign(
-            seeker,
-            provider,
-            service_type="x",
-            message="",
-            distance="",
-            location=GeoPoint(0, 0),
-            now=NOW,
-            time_to_answer=timedelta(1),
-        )
+        offer(seeker, provider)
     with pytest.raises(ProviderUnavailable):
-        WorkOrder.assign(
-            seeker,
-            seeker,
-            service_type="x",
-            message="",
-            distance="",
-            location=GeoPoint(0, 0),
-            now=NOW,
-            time_to_answer=timedelta(1),
-        )
+        offer(seeker, seeker)
 
 
 @pytest.mark.parametrize(

@@ -185,35 +185,29 @@ async def _serve(
         await broker.unsubscribe(user_id, session.deliver)
 
 
-@websocket("/ws/work/provider/")
-async def provider_socket(
-    socket: WebSocket,
-    tokens: NamedDependency[TokenService],
-    broker: NamedDependency[RealtimeBroker],
-    replay_undelivered: NamedDependency[ReplayUndelivered],
-    respond_to_work: NamedDependency[RespondToWork],
-    acknowledge_notification: NamedDependency[AcknowledgeNotification],
-) -> None:
-    """Providers: receive work_assigned (and work_cancelled, work_expired); send work_response, ack, ping."""
-    await _serve(
-        socket,
-        Role.PROVIDER,
-        tokens,
-        broker,
-        replay_undelivered,
-        respond_to_work,
-        acknowledge_notification,
-    )
+def _work_socket(path: str, role: Role, description: str):
+    """The WebSocket route of one role; both roles share everything but the path and the role check."""
+
+    async def handler(
+        socket: WebSocket,
+        tokens: NamedDependency[TokenService],
+        broker: NamedDependency[RealtimeBroker],
+        replay_undelivered: NamedDependency[ReplayUndelivered],
+        respond_to_work: NamedDependency[RespondToWork],
+        acknowledge_notification: NamedDependency[AcknowledgeNotification],
+    ) -> None:
+        await _serve(socket, role, tokens, broker, replay_undelivered, respond_to_work, acknowledge_notification)
+
+    handler.__name__ = handler.__qualname__ = f"{role.value}_socket"
+    handler.__doc__ = description
+    return websocket(path)(handler)
 
 
-@websocket("/ws/work/seeker/")
-async def seeker_socket(
-    socket: WebSocket,
-    tokens: NamedDependency[TokenService],
-    broker: NamedDependency[RealtimeBroker],
-    replay_undelivered: NamedDependency[ReplayUndelivered],
-    respond_to_work: NamedDependency[RespondToWork],
-    acknowledge_notification: NamedDependency[AcknowledgeNotification],
-) -> None:
-    """Seekers: receive work_accepted, work_rejected, work_expired; send ack, ping."""
-    await _serve(socket, Role.SEEKER, tokens, broker, replay_undelivered, respond_to_work, acknowledge_notification)
+provider_socket = _work_socket(
+    "/ws/work/provider/",
+    Role.PROVIDER,
+    "Providers: receive work_assigned (and work_cancelled, work_expired); send work_response, ack, ping.",
+)
+seeker_socket = _work_socket(
+    "/ws/work/seeker/", Role.SEEKER, "Seekers: receive work_accepted, work_rejected, work_expired; send ack, ping."
+)
