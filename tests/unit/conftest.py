@@ -110,7 +110,7 @@ class World:
         """Open a socket the way the WebSocket endpoint does: subscribe, then replay what is undelivered."""
         socket = FakeSocket()
         await self.broker.subscribe(user.id, socket)
-        replayed = await self.replay.execute(user.id)
+        _, replayed = await self.replay.on_connect(user.id)
         for message in replayed:
             await socket(json.dumps(message))
         await self.replay.record_shown(user.id, [m["notification_id"] for m in replayed])

@@ -21,12 +21,6 @@ class ReplayUndelivered:
         self._clock = clock
         self._policy = policy
 
-    async def execute(self, user_id: int) -> list[dict[str, Any]]:
-        since = self._clock.now() - self._policy.replay_window
-        async with self._uow_factory() as uow:
-            rows = await uow.notifications.undelivered_for_user(user_id, since, self._policy.replay_limit)
-        return [n.message() for n in rows]
-
     async def on_connect(self, user_id: int) -> tuple[Profile, list[dict[str, Any]]]:
         """Who connected, and what they must see first: one transaction for a socket's whole start."""
         since = self._clock.now() - self._policy.replay_window
