@@ -302,22 +302,20 @@ DELIVERY_STATUS = case(
 )
 
 
-def _unless_sent(state_column, column, value):
-    """Keep the stored value when the channel is already sent: concurrent writers never move it back."""
-    return case((state_column == "sent", column), else_=value)
+def _unless_sent(state: str, column: str):
+    """The new value of ``column``, unless its channel is already stored as sent: writers never move it back."""
+    return case((notifications.c[state] == "sent", notifications.c[column]), else_=bindparam(f"b_{column}"))
 
 
-_push_sent = notifications.c.push_state
-_socket_sent = notifications.c.socket_state
 SAVE_DELIVERY = (
     update(notifications)
     .where(notifications.c.id == bindparam("b_id"))
     .values(
-        push_state=_unless_sent(_push_sent, notifications.c.push_state, bindparam("b_push_state")),
-        push_message_id=_unless_sent(_push_sent, notifications.c.push_message_id, bindparam("b_push_message_id")),
-        push_error=_unless_sent(_push_sent, notifications.c.push_error, bindparam("b_push_error")),
-        socket_state=_unless_sent(_socket_sent, notifications.c.socket_state, bindparam("b_socket_state")),
-        socket_error=_unless_sent(_socket_sent, notifications.c.socket_error, bindparam("b_socket_error")),
+        push_state=_unless_sent("push_state", "push_state"),
+        push_message_id=_unless_sent("push_state", "push_message_id"),
+        push_error=_unless_sent("push_state", "push_error"),
+        socket_state=_unless_sent("socket_state", "socket_state"),
+        socket_error=_unless_sent("socket_state", "socket_error"),
         attempts=bindparam("b_attempts"),
         next_attempt_at=bindparam("b_next_attempt_at"),
         last_attempt_at=bindparam("b_last_attempt_at"),
@@ -401,10 +399,11 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
         recent = notifications.c.created_at >= since
 
-        async def counts(column, limit: int | None = None) -> dict[str, int]:
+        async def counts(column, top: int | None = None) -> dict[str, int]:
+            """Count by ``column``; with ``top``, only its ``top`` most frequent non-null values."""
             query = select(column, func.count()).where(recent).group_by(column).order_by(func.count().desc())
-            if limit is not None:
-                query = query.where(notifications.c.push_error.is_not(None)).limit(limit)
+            if top is not None:
+                query = query.where(column.is_not(None)).limit(top)
             return {key: count for key, count in (await self._c.execute(query)).all()}
 
         by_status = await counts(DELIVERY_STATUS.label("delivery_status"))
