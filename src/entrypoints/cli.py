@@ -210,16 +210,10 @@ Start the server in another terminal:  .venv/bin/workcast serve
 
 
 async def _dispatch(container, settings: Settings, args: argparse.Namespace) -> int:
-    from entrypoints.dispatcher import Dispatcher
 
     await _ensure_schema(settings)
     await container.broker().start()
-    dispatcher = Dispatcher(
-        container.dispatch_due_notifications(),
-        container.expire_overdue_work(),
-        settings.dispatch_interval,
-        container.delivery_policy().claim_batch,
-    )
+    dispatcher = container.dispatcher()
     if args.once:
         expired, attempted = await dispatcher.run_once()
         print(json.dumps({"expired_orders": expired, "attempted_notifications": attempted}))

@@ -34,6 +34,7 @@ from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from application.use_cases.set_provider_availability import SetProviderAvailability
 from entrypoints.auth import TokenService
+from entrypoints.dispatcher import Dispatcher
 from entrypoints.settings import PushBackend, Settings, SettingsError
 
 
@@ -118,6 +119,13 @@ class Container(containers.DeclarativeContainer):
         DispatchDueNotifications, unit_of_work.provider, delivery, clock, delivery_policy
     )
     get_delivery_stats = providers.Singleton(GetDeliveryStats, unit_of_work.provider, clock)
+    dispatcher = providers.Singleton(
+        Dispatcher,
+        dispatch_due_notifications,
+        expire_overdue_work,
+        settings.provided.dispatch_interval,
+        delivery_policy.provided.claim_batch,
+    )
     replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import text
 from adapters.sqlalchemy.migrate import upgrade_async
 from entrypoints.auth import TokenService, bearer_token
 from entrypoints.container import Container, build_container, close, database_settings
-from entrypoints.dispatcher import Dispatcher
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope
@@ -106,12 +105,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         await container.broker().start()
         dispatcher_task = None
         if settings.dispatcher_enabled:
-            dispatcher = Dispatcher(
-                container.dispatch_due_notifications(),
-                container.expire_overdue_work(),
-                settings.dispatch_interval,
-                container.delivery_policy().claim_batch,
-            )
+            dispatcher = container.dispatcher()
             dispatcher_task = asyncio.create_task(dispatcher.run_forever(), name="dispatcher")
         log.info(
             "workcast started",
