@@ -188,11 +188,15 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
         for _ in range(20):  # warm-up: first requests pay for imports and pool connections
             await post_reference(session, f"{base}/bench/insert")
 
-        progress("reference endpoint (one INSERT), closed loop")
-        records, elapsed = await closed_loop(
-            lambda: post_reference(session, f"{base}/bench/insert"), plan["concurrency"], plan["duration"]
-        )
-        report({"phase": "reference_insert", "result": summarize(records, elapsed, None, 200)})
+        for phase, path, how in (
+            ("reference_insert", "/bench/insert", "Core"),
+            ("reference_insert_orm", "/bench/insert-orm", "ORM"),
+        ):
+            progress(f"reference endpoint (one INSERT, SQLAlchemy {how}), closed loop")
+            records, elapsed = await closed_loop(
+                lambda path=path: post_reference(session, f"{base}{path}"), plan["concurrency"], plan["duration"]
+            )
+            report({"phase": phase, "result": summarize(records, elapsed, None, 200)})
 
         checkpoint("before_sockets")
         inbox = Inbox()

@@ -51,7 +51,13 @@ def infrastructure(backend: str):
             return
         with postgres_server() as pg, redis_server() as redis:
             url = create_database(pg, "workcast_bench")
-            yield base | {"DATABASE_URL": url, "REDIS_URL": redis.url, "AUTO_MIGRATE": "true", "DB_POOL_SIZE": "20"}
+            yield base | {
+                "DATABASE_URL": url,
+                "REDIS_URL": redis.url,
+                "AUTO_MIGRATE": "true",
+                "DB_POOL_SIZE": "20",
+                "DB_MAX_OVERFLOW": "0",
+            }
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -112,6 +118,38 @@ def bench_server(env: dict[str, str], ws: str):
         log_file.close()
 
 
+class CpuMeter:
+    """CPU used by each part of the system between two readings, in percent of one core.
+
+    PostgreSQL and Redis are summed over their processes (one PostgreSQL backend per connection), so
+    the table shows which part was busy: with everything on two cores, that is where the time went.
+    """
+
+    def __init__(self, server_pid: int, generator_pid: int) -> None:
+        self._pids = {"server": server_pid, "generator": generator_pid}
+        self._last, self._at = self._read(), time.perf_counter()
+
+    def _read(self) -> dict[str, float]:
+        used = dict.fromkeys(("server", "generator", "postgres", "redis"), 0.0)
+        by_pid = {pid: part for part, pid in self._pids.items()}
+        for process in psutil.process_iter(["pid", "name"]):
+            part = by_pid.get(process.info["pid"]) or {"postgres": "postgres", "redis-server": "redis"}.get(
+                process.info["name"] or ""
+            )
+            if part is not None:
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    used[part] += times.user + times.system
+        return used
+
+    def percent(self) -> dict[str, float]:
+        now, at = self._read(), time.perf_counter()
+        elapsed = max(at - self._at, 1e-9)
+        shares = {f"{part}_cpu_percent": round((now[part] - self._last[part]) / elapsed * 100, 1) for part in now}
+        self._last, self._at = now, at
+        return shares
+
+
 def rss_kb(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss // 1024
 
@@ -143,21 +181,18 @@ def run_backend(backend: str, args) -> dict[str, Any]:
             reports, commands = context.Queue(), context.Queue()
             child = context.Process(target=child_main, args=(plan, reports, commands), name="loadgen")
             child.start()
-            generator = psutil.Process(child.pid)
-            generator.cpu_percent()
-            server = psutil.Process(pid)
-            server.cpu_percent()
+            cpu = CpuMeter(pid, child.pid)
             while True:
                 item = reports.get(timeout=max(600, args.duration * 10))
                 if "progress" in item:
                     log(f"{backend}: {item['progress']}")
+                    cpu.percent()  # the next phase's figures start from here
                 elif "checkpoint" in item:
                     time.sleep(2)  # let the server settle before reading its memory
                     results[f"server_rss_kb_{item['checkpoint']}"] = rss_kb(pid)
                     commands.put("go")
                 elif "phase" in item:
-                    item["result"]["server_cpu_percent"] = round(server.cpu_percent(), 1)
-                    item["result"]["generator_cpu_percent"] = round(generator.cpu_percent(), 1)
+                    item["result"] |= cpu.percent()
                     results[item["phase"]] = item["result"]
                     log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
                 elif "error" in item:
@@ -170,9 +205,12 @@ def run_backend(backend: str, args) -> dict[str, Any]:
         if before and after:
             results["idle_sockets"] = sockets
             results["kb_per_idle_socket"] = round((after - before) / sockets, 1)
-        closed, reference = results.get("assign_closed_loop"), results.get("reference_insert")
-        if closed and reference and reference["requests_per_second"]:
-            results["assign_vs_reference"] = round(closed["requests_per_second"] / reference["requests_per_second"], 2)
+        closed = results.get("assign_closed_loop")
+        for suffix in ("", "_orm"):
+            reference = results.get(f"reference_insert{suffix}")
+            if closed and reference and reference["requests_per_second"]:
+                ratio = closed["requests_per_second"] / reference["requests_per_second"]
+                results[f"assign_vs_reference{suffix}"] = round(ratio, 2)
     return results
 
 
@@ -180,14 +218,24 @@ def table(summary: dict[str, Any]) -> str:
     rows = []
     for run in summary["runs"]:
         b = run["backend"]
-        ref, closed, opened, rtt, capacity = (
+        ref, orm, closed, opened, rtt, capacity = (
             run.get(k, {})
-            for k in ("reference_insert", "assign_closed_loop", "assign_open_loop", "accept_round_trip", "capacity")
+            for k in (
+                "reference_insert",
+                "reference_insert_orm",
+                "assign_closed_loop",
+                "assign_open_loop",
+                "accept_round_trip",
+                "capacity",
+            )
         )
         rows += [
-            (b, "one-INSERT reference, req/s", ref.get("requests_per_second")),
+            (b, "one-INSERT reference (Core), req/s", ref.get("requests_per_second")),
+            (b, "one-INSERT reference (ORM), req/s", orm.get("requests_per_second")),
             (b, "assign-work closed loop, req/s", closed.get("requests_per_second")),
-            (b, "assign-work / reference", run.get("assign_vs_reference")),
+            (b, "assign-work / reference (Core)", run.get("assign_vs_reference")),
+            (b, "assign-work / reference (ORM)", run.get("assign_vs_reference_orm")),
+            (b, "assign-work closed loop, CPU % server/PostgreSQL/Redis/generator", _cpu(closed)),
             (b, "assign-work closed loop, HTTP p50/p99 ms", _pair(closed.get("http_latency_ms"))),
             (
                 b,
@@ -215,6 +263,11 @@ def table(summary: dict[str, Any]) -> str:
     lines = [f"{'backend':<9} {'figure':<{width}}  value", "-" * (width + 22)]
     lines += [f"{b:<9} {name:<{width}}  {value}" for b, name, value in rows]
     return "\n".join(lines)
+
+
+def _cpu(phase: dict) -> str | None:
+    parts = ("server", "postgres", "redis", "generator")
+    return " / ".join(str(phase.get(f"{p}_cpu_percent")) for p in parts) if phase else None
 
 
 def _pair(p: dict | None) -> str | None:

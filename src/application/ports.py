@@ -34,6 +34,12 @@ class ProfileRepository(Protocol):
 
     async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]: ...
 
+    async def get_many_with_devices(
+        self, profile_ids: Collection[int]
+    ) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:
+        """The profiles and the active devices of each (as ``DeviceTokenRepository.active_for_users``),
+        in one read: everything a state change needs to notify its parties."""
+
     async def save(self, profile: Profile) -> None:
         """Store the availability and location of an existing profile."""
 

@@ -97,6 +97,9 @@ async def test_devices_register_list_and_invalidate(uow_factory):
         assert await uow.devices.get_by_token("fid-2") == tablet
         active = await uow.devices.active_for_users([provider.id, seeker.id])
         assert list(active) == [provider.id] and active[provider.id] == [phone, tablet]
+        people, devices = await uow.profiles.get_many_with_devices([seeker.id, provider.id, other.id, 999])
+        assert people == {p.id: p for p in (seeker, provider, other)}
+        assert devices == {provider.id: [phone, tablet], other.id: [await uow.devices.get_by_token("tok-3")]}
         await uow.devices.invalidate({phone.id: "UNREGISTERED"}, T0)
         await uow.devices.invalidate({phone.id: "LATER"}, T0 + timedelta(hours=1))
         await uow.commit()
@@ -104,6 +107,7 @@ async def test_devices_register_list_and_invalidate(uow_factory):
         dead = await uow.devices.get_by_token("tok-1")
         assert dead.invalidated_at == T0 and dead.invalid_reason == "UNREGISTERED"
         assert (await uow.devices.active_for_users([provider.id]))[provider.id] == [tablet]
+        assert (await uow.profiles.get_many_with_devices([provider.id]))[1] == {provider.id: [tablet]}
         dead.reregister(other.id, "web", T0)
         await uow.devices.save(dead)
         await uow.commit()

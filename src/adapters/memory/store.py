@@ -88,6 +88,12 @@ class MemoryProfileRepository(ProfileRepository):
     async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]:
         return {i: _copy(self._t.profiles[i]) for i in profile_ids if i in self._t.profiles}
 
+    async def get_many_with_devices(
+        self, profile_ids: Collection[int]
+    ) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:
+        people = await self.get_many(profile_ids)
+        return people, await MemoryDeviceTokenRepository(self._t).active_for_users(people.keys())
+
     async def save(self, profile: Profile) -> None:
         assert profile.id in self._t.profiles
         self._t.profiles[profile.id] = _copy(profile)

@@ -7,7 +7,22 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Row,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
@@ -37,6 +52,19 @@ class _Repository:
         return self._c.dialect.name == "postgresql"
 
 
+def _one_of(column, dialect: str):
+    """``column IN :ids`` that compiles once whatever the number of ids (an expanding IN is re-rendered
+    for every execution): an array on PostgreSQL, a JSON list read by ``json_each`` on SQLite."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=JSON))))
+
+
+def _per_dialect(build) -> dict[str, Any]:
+    """Hot-path statements, built once per dialect so each execution is a compiled-cache hit."""
+    return {dialect: build(dialect) for dialect in ("postgresql", "sqlite")}
+
+
 # --- profiles --------------------------------------------------------------------------------------
 
 
@@ -58,6 +86,19 @@ def _location_columns(location: GeoPoint | None) -> dict[str, Any]:
         "latitude": location.latitude if location else None,
         "longitude": location.longitude if location else None,
     }
+
+
+# What a state change needs: the parties and their active devices, in one read.
+PEOPLE_WITH_DEVICES = _per_dialect(
+    lambda dialect: (
+        select(profiles, *(c.label(f"device_{c.name}") for c in device_tokens.c))
+        .outerjoin(
+            device_tokens, and_(device_tokens.c.user_id == profiles.c.id, device_tokens.c.invalidated_at.is_(None))
+        )
+        .where(_one_of(profiles.c.id, dialect))
+        .order_by(profiles.c.id, device_tokens.c.registered_at, device_tokens.c.id)
+    )
+)
 
 
 class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
@@ -82,6 +123,21 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
             return {}
         rows = await self._c.execute(select(profiles).where(profiles.c.id.in_(list(profile_ids))))
         return {row.id: _profile(row) for row in rows}
+
+    async def get_many_with_devices(
+        self, profile_ids: Collection[int]
+    ) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:
+        people: dict[int, Profile] = {}
+        devices: dict[int, list[DeviceToken]] = {}
+        if not profile_ids:
+            return people, devices
+        rows = await self._c.execute(PEOPLE_WITH_DEVICES[self._c.dialect.name], {"ids": list(profile_ids)})
+        for row in rows:
+            if row.id not in people:
+                people[row.id] = _profile(row)
+            if row.device_id is not None:
+                devices.setdefault(row.id, []).append(_device(row, prefix="device_"))
+        return people, devices
 
     async def save(self, profile: Profile) -> None:
         await self._c.execute(
@@ -108,16 +164,17 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
 # --- devices ---------------------------------------------------------------------------------------
 
 
-def _device(row: Row) -> DeviceToken:
+def _device(row: Row, prefix: str = "") -> DeviceToken:
+    column = row._mapping
     return DeviceToken(
-        id=row.id,
-        user_id=row.user_id,
-        token=row.token,
-        kind=AddressKind(row.kind),
-        platform=row.platform,
-        registered_at=row.registered_at,
-        invalidated_at=row.invalidated_at,
-        invalid_reason=row.invalid_reason,
+        id=column[f"{prefix}id"],
+        user_id=column[f"{prefix}user_id"],
+        token=column[f"{prefix}token"],
+        kind=AddressKind(column[f"{prefix}kind"]),
+        platform=column[f"{prefix}platform"],
+        registered_at=column[f"{prefix}registered_at"],
+        invalidated_at=column[f"{prefix}invalidated_at"],
+        invalid_reason=column[f"{prefix}invalid_reason"],
     )
 
 
@@ -131,6 +188,15 @@ def _device_columns(device: DeviceToken) -> dict[str, Any]:
         "invalidated_at": device.invalidated_at,
         "invalid_reason": device.invalid_reason,
     }
+
+
+ACTIVE_DEVICES = _per_dialect(
+    lambda dialect: (
+        select(device_tokens)
+        .where(_one_of(device_tokens.c.user_id, dialect), device_tokens.c.invalidated_at.is_(None))
+        .order_by(device_tokens.c.registered_at, device_tokens.c.id)
+    )
+)
 
 
 class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
@@ -151,11 +217,7 @@ class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
     async def active_for_users(self, user_ids: Collection[int]) -> dict[int, list[DeviceToken]]:
         if not user_ids:
             return {}
-        rows = await self._c.execute(
-            select(device_tokens)
-            .where(device_tokens.c.user_id.in_(list(user_ids)), device_tokens.c.invalidated_at.is_(None))
-            .order_by(device_tokens.c.registered_at, device_tokens.c.id)
-        )
+        rows = await self._c.execute(ACTIVE_DEVICES[self._c.dialect.name], {"ids": list(user_ids)})
         found: dict[int, list[DeviceToken]] = defaultdict(list)
         for row in rows:
             found[row.user_id].append(_device(row))

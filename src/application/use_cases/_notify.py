@@ -8,7 +8,6 @@ from datetime import datetime
 from application.delivery import NotificationDelivery
 from application.messages import notifications_for
 from application.ports import UnitOfWork
-from domain.devices import DeviceToken
 from domain.notifications import Notification
 from domain.profiles import Profile
 from domain.work_orders import WorkOrder
@@ -20,19 +19,19 @@ async def save_notifications_for(
     orders: Sequence[WorkOrder],
     people: Mapping[int, Profile],
     now: datetime,
-) -> tuple[list[Notification], dict[int, list[DeviceToken]]]:
-    """Inside the caller's unit of work: create the notifications of the orders' events, already claimed
-    for a first attempt, and load the recipients' devices, so delivery needs no further read."""
+) -> list[Notification]:
+    """Inside the caller's unit of work: create and save the notifications of the orders' events,
+    already claimed for a first attempt. (The caller read the parties' devices with their profiles,
+    so delivery needs no further read.)"""
     notifications: list[Notification] = []
     for order in orders:
         seeker, provider = people[order.seeker_id], people[order.provider_id]
         notifications += [n for event in order.events for n in notifications_for(event, order, seeker, provider, now)]
         order.events.clear()
     if not notifications:
-        return [], {}
+        return []
     lease_until = delivery.lease_until()
     for n in notifications:
         n.start_attempt(now, lease_until)
     await uow.notifications.add_many(notifications)
-    devices = await uow.devices.active_for_users({n.recipient_id for n in notifications})
-    return notifications, devices
+    return notifications

@@ -60,7 +60,7 @@ class AssignWork:
     async def execute(self, command: AssignWorkCommand) -> WorkAssignment:
         now: datetime = self._clock.now()
         async with self._uow_factory() as uow:
-            people = await uow.profiles.get_many({command.seeker_id, command.provider_id})
+            people, devices = await uow.profiles.get_many_with_devices({command.seeker_id, command.provider_id})
             seeker, provider = people.get(command.seeker_id), people.get(command.provider_id)
             if seeker is None:
                 raise ProfileNotFound("no profile for this user")
@@ -80,7 +80,7 @@ class AssignWork:
             )
             await uow.work_orders.add(order)
             order.record_assigned()
-            notifications, devices = await save_notifications_for(uow, self._delivery, [order], people, now)
+            notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
             await uow.commit()
         await self._delivery.deliver(notifications, devices, self._delivery_policy.request_budget)
         (notification,) = notifications

@@ -34,8 +34,8 @@ class CancelWork:
             order.cancel(user_id, now)
             if not await uow.work_orders.save_transition(order, previous):
                 raise InvalidTransition("this work order changed a moment ago; read it again")
-            people = await uow.profiles.get_many({order.seeker_id, order.provider_id})
-            notifications, devices = await save_notifications_for(uow, self._delivery, [order], people, now)
+            people, devices = await uow.profiles.get_many_with_devices({order.seeker_id, order.provider_id})
+            notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
             await uow.commit()
         await self._delivery.deliver(notifications, devices, self._policy.request_budget)
         return order

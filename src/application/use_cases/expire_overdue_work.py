@@ -28,8 +28,10 @@ class ExpireOverdueWork:
                 # False: answered or cancelled a moment ago, and that answer stands.
                 if await uow.work_orders.save_transition(order, WorkStatus.PENDING):
                     expired.append(order)
-            people = await uow.profiles.get_many({pid for o in expired for pid in (o.seeker_id, o.provider_id)})
-            notifications, devices = await save_notifications_for(uow, self._delivery, expired, people, now)
+            people, devices = await uow.profiles.get_many_with_devices(
+                {pid for o in expired for pid in (o.seeker_id, o.provider_id)}
+            )
+            notifications = await save_notifications_for(uow, self._delivery, expired, people, now)
             await uow.commit()
         await self._delivery.deliver(notifications, devices)
         return len(expired)

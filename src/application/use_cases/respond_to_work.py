@@ -42,7 +42,7 @@ class RespondToWork:
             order = await uow.work_orders.get(work_id)
             if order is None:
                 raise WorkOrderNotFound(f"there is no work order {work_id}")
-            people = await uow.profiles.get_many({order.seeker_id, provider_id})
+            people, devices = await uow.profiles.get_many_with_devices({order.seeker_id, provider_id})
             caller = people.get(provider_id)
             if caller is None or not caller.is_provider:
                 raise NotAProvider("only providers can answer work orders")
@@ -51,7 +51,7 @@ class RespondToWork:
             order.answer(provider_id, accepted, now)
             if not await uow.work_orders.save_transition(order, WorkStatus.PENDING):
                 raise AlreadyAnswered("this work order was answered a moment ago")
-            notifications, devices = await save_notifications_for(uow, self._delivery, [order], people, now)
+            notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
             await uow.commit()
         await self._delivery.deliver(notifications, devices, self._policy.request_budget)
         return WorkAnswerRecorded(order, notifications[0])
