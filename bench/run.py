@@ -150,6 +150,11 @@ class CpuMeter:
         return shares
 
 
+def gc_pauses(port: int) -> dict:
+    """The server's garbage-collector pauses since the last call (bench.server counts them)."""
+    return httpx.get(f"http://127.0.0.1:{port}/bench/gc", timeout=10).json()
+
+
 def rss_kb(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss // 1024
 
@@ -187,12 +192,14 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 if "progress" in item:
                     log(f"{backend}: {item['progress']}")
                     cpu.percent()  # the next phase's figures start from here
+                    gc_pauses(port)
                 elif "checkpoint" in item:
                     time.sleep(2)  # let the server settle before reading its memory
                     results[f"server_rss_kb_{item['checkpoint']}"] = rss_kb(pid)
                     commands.put("go")
                 elif "phase" in item:
                     item["result"] |= cpu.percent()
+                    item["result"]["gc_pauses"] = gc_pauses(port)
                     results[item["phase"]] = item["result"]
                     log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
                 elif "error" in item:
@@ -205,6 +212,17 @@ def run_backend(backend: str, args) -> dict[str, Any]:
         if before and after:
             results["idle_sockets"] = sockets
             results["kb_per_idle_socket"] = round((after - before) / sockets, 1)
+        # The steadier figure: what each further socket adds once the server is warm (the first
+        # ones also pay for buffers and pools that grow once), over thousands of sockets.
+        counts = sorted(int(k.rsplit("_", 1)[1]) for k in results if k.startswith("server_rss_kb_sockets_open_"))
+        steps = [(sockets, after), *((n, results[f"server_rss_kb_sockets_open_{n}"]) for n in counts)]
+        if after and len(steps) > 1:
+            (low, low_kb), (high, high_kb) = steps[-2], steps[-1]
+            results["kb_per_further_socket"] = {
+                "from": low,
+                "to": high,
+                "kb": round((high_kb - low_kb) / (high - low), 1),
+            }
         closed = results.get("assign_closed_loop")
         for suffix in ("", "_orm"):
             reference = results.get(f"reference_insert{suffix}")
@@ -229,6 +247,7 @@ def table(summary: dict[str, Any]) -> str:
                 "capacity",
             )
         )
+        further = run.get("kb_per_further_socket", {})
         rows += [
             (b, "one-INSERT reference (Core), req/s", ref.get("requests_per_second")),
             (b, "one-INSERT reference (ORM), req/s", orm.get("requests_per_second")),
@@ -256,6 +275,7 @@ def table(summary: dict[str, Any]) -> str:
                 f"{capacity.get('not_arrived_within_5s')} / {capacity.get('errors')}" if capacity else None,
             ),
             (b, f"KB per idle socket ({run.get('idle_sockets')} sockets)", run.get("kb_per_idle_socket")),
+            (b, f"KB per further idle socket ({further.get('from')} -> {further.get('to')})", further.get("kb")),
         ]
     if "fcm" in summary:
         rows.append(("fcm", "FCM adapter against the fake, pushes/s", summary["fcm"]["pushes_per_second"]))

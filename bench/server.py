@@ -9,9 +9,11 @@ machine to machine. Two of them: ``/bench/insert`` with SQLAlchemy Core (as our 
 from __future__ import annotations
 
 import argparse
+import gc
+import time
 
 import uvicorn
-from litestar import post
+from litestar import get, post
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import registry
@@ -38,6 +40,33 @@ class BenchRow:
 registry(metadata=bench_metadata).map_imperatively(BenchRow, bench_rows)
 
 
+class GcPauses:
+    """The garbage collector's pauses by generation, from its callbacks: the latency tail's usual suspect."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.pauses: list[tuple[int, float]] = []
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary_and_reset(self) -> dict:
+        pauses, self.pauses = self.pauses, []
+        summary = {}
+        for generation in (0, 1, 2):
+            times = [seconds for g, seconds in pauses if g == generation]
+            summary[f"gen{generation}"] = {
+                "collections": len(times),
+                "max_ms": round(max(times, default=0) * 1000, 2),
+                "total_ms": round(sum(times) * 1000, 2),
+            }
+        return summary
+
+
 def create_bench_app():
     app = create_app(Settings.from_env())
     engine = app.state.container.engine()
@@ -60,7 +89,14 @@ def create_bench_app():
             await session.commit()
         return {"status": "success", "message": "inserted", "data": {"id": row.id}}
 
+    pauses = GcPauses()
+
+    @get("/bench/gc", include_in_schema=False)
+    async def gc_pauses_since_last_asked() -> dict:
+        return pauses.summary_and_reset()
+
     app.register(insert_one_row)
+    app.register(gc_pauses_since_last_asked)
     app.register(insert_one_row_with_the_orm)
     return app
 

@@ -92,6 +92,8 @@ async def test_unknown_paths_and_methods(admin, http):
     error_of(await http.get("/api/1/profiles/assign-work/", headers=seeker.headers), 405, "method_not_allowed")
     r = await http.post("/api/1/profiles/work-orders/999999/cancel/", headers=seeker.headers)
     error_of(r, 404, "work_order_not_found")
+    for path in ("/ws/work/provider/", "/ws/work/seeker"):
+        error_of(await http.get(path, headers=seeker.headers), 426, "websocket_only")
 
 
 async def test_paths_answer_with_and_without_the_trailing_slash(admin, http):

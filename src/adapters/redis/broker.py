@@ -26,7 +26,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -231,22 +231,31 @@ class RedisBroker(RealtimeBroker):
                 await self._mark_present(self.sockets.users())
 
     async def _mark_present(self, user_ids: list[int]) -> None:
-        if not user_ids:
-            return
         until = str(time.time() + self._presence_ttl)
-        async with self._client.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.hset(self._presence_key(user_id), self.instance, until)
-                pipe.expire(self._presence_key(user_id), int(self._presence_ttl) + 1)
-            await pipe.execute()
+        for chunk in _chunks(user_ids):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user_id in chunk:
+                    pipe.hset(self._presence_key(user_id), self.instance, until)
+                    pipe.expire(self._presence_key(user_id), int(self._presence_ttl) + 1)
+                await pipe.execute()
 
     async def _forget_presence(self, user_ids: list[int]) -> None:
-        if not user_ids:
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.hdel(self._presence_key(user_id), self.instance)
-            await pipe.execute()
+        for chunk in _chunks(user_ids):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user_id in chunk:
+                    pipe.hdel(self._presence_key(user_id), self.instance)
+                await pipe.execute()
+
+
+# Users per presence pipeline. Building and parsing a pipeline is Python work on the event loop:
+# refreshing 10,000 users in one pipeline held it for ~0.25 s every 10 s, the whole p99 of
+# assign-work at 10,000 sockets (bench/). In chunks, requests are served between them.
+PRESENCE_CHUNK = 100
+
+
+def _chunks(user_ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(user_ids), PRESENCE_CHUNK):
+        yield user_ids[start : start + PRESENCE_CHUNK]
 
 
 class _Delivery:

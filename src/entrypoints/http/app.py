@@ -21,7 +21,7 @@ from entrypoints.container import Container, build_container, close, database_se
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope
-from entrypoints.http.sockets import provider_socket, seeker_socket
+from entrypoints.http.sockets import SocketServices, work_sockets
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 
@@ -41,7 +41,6 @@ INJECTED = (
     "list_work_orders",
     "list_notifications",
     "acknowledge_notification",
-    "replay_undelivered",
     "get_delivery_stats",
 )
 
@@ -135,8 +134,15 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
     dependencies["caller_id"] = Provide(caller_id)
+    sockets = SocketServices(
+        tokens=container.tokens(),
+        broker=container.broker(),
+        replay=container.replay_undelivered(),
+        respond=container.respond_to_work(),
+        acknowledge=container.acknowledge_notification(),
+    )
     app = Litestar(
-        route_handlers=[ProfilesController, provider_socket, seeker_socket, health, readiness(container)],
+        route_handlers=[ProfilesController, *work_sockets(sockets), health, readiness(container)],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
