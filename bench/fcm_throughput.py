@@ -22,7 +22,7 @@ from application.ports import PushMessage, PushSent
 from domain.devices import AddressKind, DeviceToken
 
 
-async def measure(pushes: int, per_call: int) -> dict:
+async def measure(pushes: int, per_call: int, transport: str = "aiohttp") -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     fake = subprocess.Popen([sys.executable, "-m", "tests.fakes.fcm", "--port", str(port)])  # noqa: ASYNC220
@@ -35,7 +35,7 @@ async def measure(pushes: int, per_call: int) -> dict:
                 except httpx.HTTPError:
                     await asyncio.sleep(0.05)
         key = FakeFcm(base_url=base, token_uri=f"{base}/token").service_account(Path(tempfile.mkdtemp()))
-        sender = FcmPushSender(load_credentials(key, "bench"), base)
+        sender = FcmPushSender(load_credentials(key, "bench"), base, transport=transport)
         now = datetime.now(UTC)
         devices = [
             DeviceToken(1, f"token-{i}", AddressKind.REGISTRATION_TOKEN, "android", now, id=i) for i in range(per_call)
@@ -52,6 +52,7 @@ async def measure(pushes: int, per_call: int) -> dict:
         elapsed = time.perf_counter() - began
         await sender.aclose()
         return {
+            "transport": transport,
             "pushes": sent,
             "per_call": per_call,
             "seconds": round(elapsed, 2),

@@ -279,6 +279,9 @@ def table(summary: dict[str, Any]) -> str:
         ]
     if "fcm" in summary:
         rows.append(("fcm", "FCM adapter against the fake, pushes/s", summary["fcm"]["pushes_per_second"]))
+        rows.append(
+            ("fcm", "  the same with FCM_TRANSPORT=sdk, pushes/s", summary["fcm_sdk_transport"]["pushes_per_second"])
+        )
     width = max(len(r[1]) for r in rows)
     lines = [f"{'backend':<9} {'figure':<{width}}  value", "-" * (width + 22)]
     lines += [f"{b:<9} {name:<{width}}  {value}" for b, name, value in rows]
@@ -327,8 +330,9 @@ def main() -> None:
     }
     from bench.fcm_throughput import measure
 
-    log("FCM adapter throughput against the fake FCM server")
+    log("FCM adapter throughput against the fake FCM server (FCM_TRANSPORT=aiohttp, the default, and sdk)")
     summary["fcm"] = asyncio.run(measure(args.fcm_pushes, 100))
+    summary["fcm_sdk_transport"] = asyncio.run(measure(args.fcm_pushes, 100, "sdk"))
     print(table(summary))
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -70,7 +70,10 @@ def pick_push_sender(settings: Settings) -> PushSender:
     except FcmConfigurationError as error:
         raise SettingsError(str(error)) from None
     return FcmPushSender(
-        certificate, settings.fcm_base_url, http_timeout=settings.delivery_push_timeout.total_seconds()
+        certificate,
+        settings.fcm_base_url,
+        http_timeout=settings.delivery_push_timeout.total_seconds(),
+        transport=settings.fcm_transport,
     )
 
 

@@ -43,6 +43,7 @@ class Settings:
     firebase_credentials_path: Path | None
     firebase_credentials_setting: str
     fcm_base_url: str
+    fcm_transport: str
     jwt_algorithm: str
     jwt_secret: str | None = field(repr=False)
     jwt_public_key: str | None = field(repr=False)
@@ -96,6 +97,7 @@ class Settings:
                 else "GOOGLE_APPLICATION_CREDENTIALS"
             ),
             fcm_base_url=read.text("FCM_BASE_URL", "https://fcm.googleapis.com").rstrip("/"),
+            fcm_transport=read.choice("FCM_TRANSPORT", "aiohttp", ("aiohttp", "sdk")),
             jwt_algorithm=algorithm,
             jwt_secret=read.text("JWT_SECRET", "") or None,
             jwt_public_key=_key(read, "JWT_PUBLIC_KEY"),

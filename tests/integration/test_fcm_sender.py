@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.fcm.sender import FcmConfigurationError, FcmPushSender, load_credentials
+from adapters.fcm.sender import TRANSPORTS, FcmConfigurationError, FcmPushSender, load_credentials
 from application.ports import PushFailed, PushMessage, PushRetryLater, PushSent, PushTokenInvalid
 from domain.devices import AddressKind, DeviceToken
 from tests.fakes.fcm import fake_fcm_server
@@ -30,9 +30,11 @@ def fresh(fcm):
     return fcm
 
 
-@pytest.fixture
-async def sender(fresh, tmp_path):
-    made = FcmPushSender(load_credentials(fresh.service_account(tmp_path), "FIREBASE_CREDENTIALS_PATH"), fresh.base_url)
+@pytest.fixture(params=TRANSPORTS)
+async def sender(fresh, tmp_path, request):
+    """Every behaviour holds with both HTTP transports (FCM_TRANSPORT)."""
+    key = load_credentials(fresh.service_account(tmp_path), "FIREBASE_CREDENTIALS_PATH")
+    made = FcmPushSender(key, fresh.base_url, transport=request.param)
     yield made
     await made.aclose()
 
@@ -106,12 +108,14 @@ async def test_invalid_argument_about_the_token_invalidates_but_about_the_payloa
     assert isinstance(payload, PushFailed) and payload.reason.startswith("INVALID_ARGUMENT")
 
 
-async def test_an_unreachable_fcm_is_retried_later(fresh, tmp_path):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_unreachable_fcm_is_retried_later(fresh, tmp_path, transport):
     from tests.fixtures.servers import free_port
 
     dead_end = FcmPushSender(
         load_credentials(fresh.service_account(tmp_path), "FIREBASE_CREDENTIALS_PATH"),
         f"http://127.0.0.1:{free_port()}",
+        transport=transport,
     )
     try:
         (result,) = await dead_end.send(OFFER, [device("phone")])
@@ -134,6 +138,12 @@ async def test_a_token_endpoint_that_refuses_the_key_fails_with_the_reason(fresh
         await refused.aclose()
     assert isinstance(result, PushFailed | PushRetryLater)
     assert fresh.sent == []
+
+
+def test_an_unknown_transport_is_refused(fresh, tmp_path):
+    key = load_credentials(fresh.service_account(tmp_path), "FIREBASE_CREDENTIALS_PATH")
+    with pytest.raises(FcmConfigurationError, match="unknown FCM transport 'h3'"):
+        FcmPushSender(key, fresh.base_url, transport="h3")
 
 
 def test_unreadable_or_broken_credentials_name_the_setting_and_not_the_secret(tmp_path):
