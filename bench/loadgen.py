@@ -208,6 +208,14 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         for _ in range(20):  # warm-up: first requests pay for imports and pool connections
             await post_reference(session, f"{base}/bench/insert")
+        if plan.get("memory_only"):  # --ws-compare: server memory around the sockets, nothing else
+            checkpoint("before_sockets")
+            tokens = [p["token"] for p in providers[: plan["idle_sockets"]]]
+            sockets = await open_sockets(session, ws_base, "/ws/work/provider/", tokens, Inbox(), progress)
+            checkpoint("sockets_open")
+            for ws in sockets:
+                await ws.close()
+            return
 
         for phase, path, how in (
             ("reference_insert", "/bench/insert", "Core"),

@@ -159,6 +159,45 @@ def rss_kb(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss // 1024
 
 
+def compare_websocket_implementations(args) -> dict[str, Any]:
+    """Server memory per idle provider socket under each of uvicorn's WebSocket implementations."""
+    from bench.loadgen import child_main
+
+    found: dict[str, Any] = {"sockets": args.ws_compare}
+    with infrastructure("embedded") as env:
+        providers, seekers = asyncio.run(seed_users(env, args.ws_compare, 1))
+        for implementation in ("wsproto", "websockets", "websockets-sansio"):
+            with bench_server(env, implementation) as (port, pid):
+                plan = {
+                    "base_url": f"http://127.0.0.1:{port}",
+                    "ws_url": f"ws://127.0.0.1:{port}",
+                    "providers": providers,
+                    "seekers": seekers,
+                    "idle_sockets": args.ws_compare,
+                    "memory_only": True,
+                }
+                context = multiprocessing.get_context("spawn")
+                reports, commands = context.Queue(), context.Queue()
+                child = context.Process(target=child_main, args=(plan, reports, commands), name="loadgen")
+                child.start()
+                readings = {}
+                while True:
+                    item = reports.get(timeout=600)
+                    if "checkpoint" in item:
+                        time.sleep(2)
+                        readings[item["checkpoint"]] = rss_kb(pid)
+                        commands.put("go")
+                    elif "error" in item:
+                        raise RuntimeError(f"load generator failed: {item['error']}")
+                    elif item.get("done"):
+                        break
+                child.join(30)
+                grown = readings["sockets_open"] - readings["before_sockets"]
+                found[implementation] = round(grown / args.ws_compare, 1)
+                log(f"--ws {implementation}: {found[implementation]} KB per idle socket")
+    return found
+
+
 def run_backend(backend: str, args) -> dict[str, Any]:
     from bench.loadgen import child_main
 
@@ -314,11 +353,20 @@ def main() -> None:
         "--capacity-sockets", type=int, default=10000, help="idle sockets for the capacity phase (PostgreSQL + Redis)"
     )
     parser.add_argument("--ws", default="wsproto", help="uvicorn WebSocket implementation")
+    parser.add_argument(
+        "--ws-compare",
+        type=int,
+        metavar="N",
+        help="only compare uvicorn's WebSocket implementations: server KB per idle socket over N sockets",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON summary to this file")
     args = parser.parse_args()
     if args.quick:
         args.providers, args.seekers, args.duration, args.round_trips, args.fcm_pushes = 200, 20, 4, 20, 1000
         args.latency_sockets, args.capacity_sockets = 400, 0
+    if args.ws_compare:
+        print(json.dumps(compare_websocket_implementations(args), indent=2))
+        return
     backends = ["embedded", "postgres"] if args.backend == "both" else [args.backend]
     summary: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

@@ -21,7 +21,7 @@ from entrypoints.container import Container, build_container, close, database_se
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope
-from entrypoints.http.sockets import SocketServices, work_sockets
+from entrypoints.http.sockets import SocketServices, serve_socket, socket_paths_over_http, socket_role
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 
@@ -87,7 +87,19 @@ def _resolver(container: Container, name: str):
     return resolve
 
 
-def create_app(settings: Settings | None = None, container: Container | None = None) -> Litestar:
+class WorkcastApp(Litestar):
+    """Litestar, with the WebSocket paths served ahead of its routing (see entrypoints.http.sockets)."""
+
+    sockets: SocketServices
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket" and (role := socket_role(scope["path"])) is not None:
+            await serve_socket(scope, receive, send, role, self.sockets)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> WorkcastApp:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     if settings.embedded:
@@ -134,15 +146,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
     dependencies["caller_id"] = Provide(caller_id)
-    sockets = SocketServices(
-        tokens=container.tokens(),
-        broker=container.broker(),
-        replay=container.replay_undelivered(),
-        respond=container.respond_to_work(),
-        acknowledge=container.acknowledge_notification(),
-    )
-    app = Litestar(
-        route_handlers=[ProfilesController, *work_sockets(sockets), health, readiness(container)],
+    app = WorkcastApp(
+        route_handlers=[ProfilesController, *socket_paths_over_http(), health, readiness(container)],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -158,6 +163,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         request_max_body_size=64 * 1024,
         logging_config=None,  # configure_logging() owns the log format
         debug=False,
+    )
+    app.sockets = SocketServices(
+        tokens=container.tokens(),
+        broker=container.broker(),
+        replay=container.replay_undelivered(),
+        respond=container.respond_to_work(),
+        acknowledge=container.acknowledge_notification(),
     )
     app.state.container = container
     app.state.settings = settings

@@ -4,10 +4,11 @@ On connect: authenticate (close 4401 if the token is bad), check the role (close
 path), subscribe to the user's messages, replay what the user has not acknowledged (oldest first),
 then serve messages from the app. Every message is handled in its own unit of work.
 
-These two routes speak ASGI directly instead of through Litestar's ``WebSocket``: an idle socket
-then holds only uvicorn's and our own few objects. Measured over 1,000 idle sockets, Litestar's
-connection objects were 5.8 of 25 KB per socket, and every long-lived object also lengthens the
-garbage collector's full passes, which were the latency tail at thousands of sockets (bench/).
+The app hands these connections over before Litestar's routing (``WorkcastApp`` in app.py) and
+they speak ASGI directly instead of through Litestar's ``WebSocket``: an idle socket then holds
+only uvicorn's and our own few objects and coroutine frames. Measured over 1,000 idle sockets,
+Litestar's connection objects and middleware frames were 5.8 of 25 KB per socket, and every
+long-lived object also lengthens the garbage collector's passes (bench/).
 """
 
 from __future__ import annotations
@@ -246,29 +247,24 @@ async def _not_a_websocket(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def work_sockets(services: SocketServices) -> list[ASGIRouteHandler]:
-    """The WebSocket route of each role; both share everything but the path and the role check."""
+# The socket paths and the role each one is for; both accept the path without its trailing slash.
+SOCKET_ROLES = {"/ws/work/provider/": Role.PROVIDER, "/ws/work/seeker/": Role.SEEKER}
 
-    def route(path: str, role: Role, description: str) -> ASGIRouteHandler:
-        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "websocket":
-                await _not_a_websocket(send)
-                return
-            await _serve(AsgiSocket(scope, receive, send), role, services)
 
-        handler.__name__ = handler.__qualname__ = f"{role.value}_socket"
-        handler.__doc__ = description
-        return asgi(path, copy_scope=False)(handler)
+def socket_role(path: str) -> Role | None:
+    return SOCKET_ROLES.get(path if path.endswith("/") else f"{path}/")
 
-    return [
-        route(
-            "/ws/work/provider/",
-            Role.PROVIDER,
-            "Providers: receive work_assigned (and work_cancelled, work_expired); send work_response, ack, ping.",
-        ),
-        route(
-            "/ws/work/seeker/",
-            Role.SEEKER,
-            "Seekers: receive work_accepted, work_rejected, work_expired; send ack, ping.",
-        ),
-    ]
+
+async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, services: SocketServices) -> None:
+    """One WebSocket connection, from the handshake to the close (the app calls this before routing)."""
+    await _serve(AsgiSocket(scope, receive, send), role, services)
+
+
+def socket_paths_over_http() -> list[ASGIRouteHandler]:
+    """Plain HTTP requests to the socket paths: 426 in the error envelope (WebSockets never get here)."""
+
+    @asgi(list(SOCKET_ROLES), copy_scope=False)
+    async def websocket_only(scope: Scope, receive: Receive, send: Send) -> None:
+        await _not_a_websocket(send)
+
+    return [websocket_only]
