@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sqlalchemy.driver import execute_many, insert_returning_id
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
 from adapters.sqlalchemy.types import UtcDateTime
 from application.ports import (
@@ -277,7 +278,7 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
             "responded_at": order.responded_at,
             "closed_at": order.closed_at,
         }
-        order.id = (await self._c.execute(INSERT_ORDER, values)).scalar_one()
+        order.id = await insert_returning_id(self._c, INSERT_ORDER, values)
         return order
 
     async def get(self, order_id: int) -> WorkOrder | None:
@@ -402,7 +403,7 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             for n in new
         ]
         if len(rows) == 1:
-            new[0].id = (await self._c.execute(INSERT_NOTIFICATION, rows[0])).scalar_one()
+            new[0].id = await insert_returning_id(self._c, INSERT_NOTIFICATION, rows[0])
             return
         ids = (await self._c.execute(INSERT_NOTIFICATIONS, rows)).scalars().all()
         for n, new_id in zip(new, ids, strict=True):
@@ -427,8 +428,10 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
         if not many:
             return
         # One executemany: psycopg sends it as a pipeline, SQLite runs it in one call.
-        await self._c.execute(
-            SAVE_DELIVERY, [{"b_id": n.id, **{f"b_{k}": v for k, v in _delivery_columns(n).items()}} for n in many]
+        await execute_many(
+            self._c,
+            SAVE_DELIVERY,
+            [{"b_id": n.id, **{f"b_{k}": v for k, v in _delivery_columns(n).items()}} for n in many],
         )
 
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:

@@ -35,6 +35,13 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             self._connection = await self._engine.connect()
         except UNAVAILABLE as error:
             raise StorageUnavailable(f"database unavailable: {type(error).__name__}") from error
+        try:
+            # Begin now, not at the first statement: some writes go to the driver directly (driver.py)
+            # and must be inside the transaction (SQLite's BEGIN IMMEDIATE comes from this begin).
+            await self._connection.begin()
+        except BaseException as error:
+            await self.__aexit__(type(error), error, error.__traceback__)  # releases the connection
+            raise
         self.profiles = SqlAlchemyProfileRepository(self._connection)
         self.devices = SqlAlchemyDeviceTokenRepository(self._connection)
         self.work_orders = SqlAlchemyWorkOrderRepository(self._connection)

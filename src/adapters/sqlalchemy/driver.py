@@ -1,0 +1,106 @@
+"""The hot path's writes, run on the driver's own connection.
+
+SQLAlchemy builds and compiles these statements (once per dialect and set of columns); psycopg or
+aiosqlite then executes them directly. That skips SQLAlchemy's per-execution work (cache key,
+execution context, result wrapping, a greenlet per call): measured on PostgreSQL, assign-work's
+transaction took 790 µs of CPU through SQLAlchemy against 315 µs on psycopg alone. On SQLite it
+also saves three of the four trips to aiosqlite's thread that a SQLAlchemy cursor takes.
+
+Only for statements whose results need no type processing (INSERT ... RETURNING id, UPDATE):
+bind values go through the same type processors SQLAlchemy would apply, and driver errors are
+wrapped into SQLAlchemy's exceptions, so callers see no difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Executable
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    sql: str
+    positions: tuple[str, ...] | None  # qmark drivers (SQLite) take values in this order
+    literals: dict[str, Any]  # values written into the statement itself (e.g. 'sent' in a CASE)
+    processors: dict[str, Callable[[Any], Any]]
+
+
+_prepared: dict[tuple[int, str, tuple[str, ...]], _Prepared] = {}
+
+
+def _prepare(statement: Executable, connection: AsyncConnection, keys: tuple[str, ...]) -> _Prepared:
+    dialect = connection.dialect
+    cache_key = (id(statement), dialect.name, keys)
+    found = _prepared.get(cache_key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        processors = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        found = _Prepared(
+            sql=compiled.string,
+            positions=tuple(compiled.positiontup) if compiled.positiontup else None,
+            literals={name: bind.value for name, bind in compiled.binds.items() if not bind.required},
+            processors=processors,
+        )
+        _prepared[cache_key] = found  # statements are module-level constants: this stays small
+    return found
+
+
+def _arguments(prepared: _Prepared, values: Mapping[str, Any]) -> Any:
+    merged = {**prepared.literals, **values}
+    for name, process in prepared.processors.items():
+        merged[name] = process(merged[name])
+    if prepared.positions is None:
+        return merged
+    return tuple(merged[name] for name in prepared.positions)
+
+
+async def _driver(connection: AsyncConnection) -> Any:
+    return (await connection.get_raw_connection()).driver_connection
+
+
+def _wrapped(error: Exception, prepared: _Prepared, connection: AsyncConnection) -> Exception:
+    dbapi = connection.dialect.loaded_dbapi
+    if isinstance(error, dbapi.Error):
+        return DBAPIError.instance(prepared.sql, None, error, dbapi.Error)
+    return error
+
+
+async def insert_returning_id(connection: AsyncConnection, statement: Executable, values: Mapping[str, Any]) -> int:
+    """Run ``INSERT ... RETURNING id`` with these column values; returns the new id."""
+    prepared = _prepare(statement, connection, tuple(values))
+    arguments = _arguments(prepared, values)
+    driver = await _driver(connection)
+    try:
+        if connection.dialect.name == "sqlite":
+            (row,) = await driver.execute_fetchall(prepared.sql, arguments)  # one trip to its thread
+        else:
+            row = await (await driver.execute(prepared.sql, arguments)).fetchone()
+    except Exception as error:
+        raise _wrapped(error, prepared, connection) from error
+    return row[0]
+
+
+async def execute_many(connection: AsyncConnection, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run a statement that returns nothing once per row (psycopg pipelines them)."""
+    if not rows:
+        return
+    prepared = _prepare(statement, connection, ())
+    arguments = [_arguments(prepared, row) for row in rows]
+    driver = await _driver(connection)
+    try:
+        if connection.dialect.name == "sqlite":
+            await driver.executemany(prepared.sql, arguments)
+        else:
+            async with driver.cursor() as cursor:
+                await cursor.executemany(prepared.sql, arguments)
+    except Exception as error:
+        raise _wrapped(error, prepared, connection) from error
