@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sqlalchemy.driver import execute_many, insert_returning_id
+from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
 from adapters.sqlalchemy.types import UtcDateTime
 from application.ports import (
@@ -132,7 +132,7 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         devices: dict[int, list[DeviceToken]] = {}
         if not profile_ids:
             return people, devices
-        rows = await self._c.execute(PEOPLE_WITH_DEVICES[self._c.dialect.name], {"ids": list(profile_ids)})
+        rows = await fetch_all(self._c, PEOPLE_WITH_DEVICES[self._c.dialect.name], {"ids": list(profile_ids)})
         for row in rows:
             if row.id not in people:
                 people[row.id] = _profile(row)
@@ -165,17 +165,19 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
 # --- devices ---------------------------------------------------------------------------------------
 
 
-def _device(row: Row, prefix: str = "") -> DeviceToken:
-    column = row._mapping
+def _device(row: Any, prefix: str = "") -> DeviceToken:
+    def column(name: str) -> Any:
+        return getattr(row, f"{prefix}{name}")
+
     return DeviceToken(
-        id=column[f"{prefix}id"],
-        user_id=column[f"{prefix}user_id"],
-        token=column[f"{prefix}token"],
-        kind=AddressKind(column[f"{prefix}kind"]),
-        platform=column[f"{prefix}platform"],
-        registered_at=column[f"{prefix}registered_at"],
-        invalidated_at=column[f"{prefix}invalidated_at"],
-        invalid_reason=column[f"{prefix}invalid_reason"],
+        id=column("id"),
+        user_id=column("user_id"),
+        token=column("token"),
+        kind=AddressKind(column("kind")),
+        platform=column("platform"),
+        registered_at=column("registered_at"),
+        invalidated_at=column("invalidated_at"),
+        invalid_reason=column("invalid_reason"),
     )
 
 
