@@ -51,13 +51,8 @@ def infrastructure(backend: str):
             return
         with postgres_server() as pg, redis_server() as redis:
             url = create_database(pg, "workcast_bench")
-            yield base | {
-                "DATABASE_URL": url,
-                "REDIS_URL": redis.url,
-                "AUTO_MIGRATE": "true",
-                "DB_POOL_SIZE": "20",
-                "DB_MAX_OVERFLOW": "0",
-            }
+            # The pool is left at its defaults (20 connections, no overflow), as `workcast serve` runs.
+            yield base | {"DATABASE_URL": url, "REDIS_URL": redis.url, "AUTO_MIGRATE": "true"}
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
