@@ -1,4 +1,4 @@
-"""The hot path's writes, run on the driver's own connection.
+"""The hot path's statements, run on the driver's own connection.
 
 SQLAlchemy builds and compiles these statements (once per dialect and set of columns); psycopg or
 aiosqlite then executes them directly. That skips SQLAlchemy's per-execution work (cache key,
@@ -33,12 +33,14 @@ class _Prepared:
     column_processors: list[Callable[[Any], Any] | None] = field(default_factory=list)
 
 
-_prepared: dict[tuple[int, str, tuple[str, ...]], _Prepared] = {}
+# Keyed by the statement object itself (not its id, which a collected statement's successor could
+# reuse). Callers pass module-level constants, so this stays small.
+_prepared: dict[tuple[Executable, str, tuple[str, ...]], _Prepared] = {}
 
 
 def _prepare(statement: Executable, connection: AsyncConnection, keys: tuple[str, ...]) -> _Prepared:
     dialect = connection.dialect
-    cache_key = (id(statement), dialect.name, keys)
+    cache_key = (statement, dialect.name, keys)
     found = _prepared.get(cache_key)
     if found is None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
@@ -53,7 +55,7 @@ def _prepare(statement: Executable, connection: AsyncConnection, keys: tuple[str
             literals={name: bind.value for name, bind in compiled.binds.items() if not bind.required},
             processors=processors,
         )
-        _prepared[cache_key] = found  # statements are module-level constants: this stays small
+        _prepared[cache_key] = found
     return found
 
 
@@ -86,7 +88,9 @@ async def insert_returning_id(connection: AsyncConnection, statement: Executable
         if connection.dialect.name == "sqlite":
             (row,) = await driver.execute_fetchall(prepared.sql, arguments)  # one trip to its thread
         else:
-            row = await (await driver.execute(prepared.sql, arguments)).fetchone()
+            async with driver.cursor() as cursor:
+                await cursor.execute(prepared.sql, arguments)
+                row = await cursor.fetchone()
     except Exception as error:
         raise _wrapped(error, prepared, connection) from error
     return row[0]
@@ -101,8 +105,9 @@ async def fetch_all(connection: AsyncConnection, statement: Any, values: Mapping
         if connection.dialect.name == "sqlite":
             rows, type_codes = await driver.execute_fetchall(prepared.sql, arguments), None
         else:
-            cursor = await driver.execute(prepared.sql, arguments)
-            rows, type_codes = await cursor.fetchall(), [column.type_code for column in cursor.description]
+            async with driver.cursor() as cursor:
+                await cursor.execute(prepared.sql, arguments)
+                rows, type_codes = await cursor.fetchall(), [column.type_code for column in cursor.description]
     except Exception as error:
         raise _wrapped(error, prepared, connection) from error
     if prepared.row_type is None:
