@@ -357,7 +357,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the JSON summary to this file")
     args = parser.parse_args()
     if args.quick:
-        args.providers, args.seekers, args.duration, args.round_trips, args.fcm_pushes = 200, 20, 4, 20, 1000
+        args.providers, args.seekers, args.duration, args.round_trips, args.fcm_pushes = 200, 20, 3, 20, 1000
         args.latency_sockets, args.capacity_sockets = 400, 0
     if args.ws_compare:
         print(json.dumps(compare_websocket_implementations(args), indent=2))
