@@ -124,6 +124,24 @@ async def test_an_unreachable_fcm_is_retried_later(fresh, tmp_path, transport):
     assert isinstance(result, PushRetryLater)
 
 
+async def test_the_default_transport_honours_the_environment_proxy_as_no_proxy_says(fresh, tmp_path, monkeypatch):
+    """(The SDK's own transport does not: firebase-admin mounts its transports over httpx's proxy ones.)"""
+    from tests.fixtures.servers import free_port
+
+    key = load_credentials(fresh.service_account(tmp_path), "FIREBASE_CREDENTIALS_PATH")
+    fcm_by_name = fresh.base_url.replace("127.0.0.1", "localhost")  # the token endpoint stays on 127.0.0.1
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    for no_proxy, expected in (("127.0.0.1", PushRetryLater), ("127.0.0.1,localhost", PushSent)):
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        sender = FcmPushSender(key, fcm_by_name, transport="aiohttp")
+        try:
+            (result,) = await sender.send(OFFER, [device("phone")])
+        finally:
+            await sender.aclose()
+        assert isinstance(result, expected), (no_proxy, result)
+    assert len(fresh.requests) == 1  # only the direct one reached FCM
+
+
 async def test_a_token_endpoint_that_refuses_the_key_fails_with_the_reason(fresh, tmp_path):
     import json
 
