@@ -53,3 +53,31 @@ async def test_driver_writes_are_inside_the_unit_of_work(engine):
     async with SqlAlchemyUnitOfWork(engine) as uow:
         assert await uow.notifications.get(notification.id) == notification
         assert await uow.work_orders.get(order.id) == order
+
+
+async def test_a_pooled_connection_killed_by_the_server_fails_once_then_is_replaced(postgres_engine, postgres_url):
+    """As after a PostgreSQL restart: the dead connection is StorageUnavailable (a 503), then dropped from the pool."""
+    import psycopg
+
+    from adapters.sqlalchemy.engine import DatabaseSettings, create_engine
+    from application.errors import StorageUnavailable
+
+    seeker, _ = await add_people(lambda: SqlAlchemyUnitOfWork(postgres_engine))
+    engine = create_engine(DatabaseSettings(postgres_url, pool_size=1, max_overflow=0))
+    try:
+        async with SqlAlchemyUnitOfWork(engine) as uow:  # the one pooled connection exists now
+            await uow.profiles.get_many_with_devices([seeker.id])
+        admin_url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'workcast' AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(StorageUnavailable):
+            async with SqlAlchemyUnitOfWork(engine) as uow:
+                await uow.profiles.get_many_with_devices([seeker.id])  # on the driver's connection
+        async with SqlAlchemyUnitOfWork(engine) as uow:
+            people, _ = await uow.profiles.get_many_with_devices([seeker.id])
+        assert list(people) == [seeker.id]
+    finally:
+        await engine.dispose()
