@@ -30,7 +30,7 @@ from application.use_cases.acknowledge_notification import AcknowledgeNotificati
 from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from domain.errors import DomainError, NotAProvider, ProfileNotFound
-from domain.profiles import Profile, Role
+from domain.profiles import Role
 from entrypoints.auth import InvalidToken, TokenService, bearer_token
 from entrypoints.http.errors import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE, error_body
 
@@ -113,13 +113,13 @@ class AsgiSocket:
 class WorkSocket:
     """One connected app of one user."""
 
-    __slots__ = ("_held", "_replaying", "_services", "_socket", "_user_id", "profile")
+    __slots__ = ("_held", "_replaying", "_services", "_socket", "_user_id", "role")
 
     def __init__(self, socket: AsgiSocket, user_id: int, services: SocketServices) -> None:
         self._socket = socket
         self._user_id = user_id
         self._services = services
-        self.profile: Profile | None = None
+        self.role: Role | None = None  # the role only: the whole profile would stay in memory per socket
         self._replaying = True
         self._held: list[str] = []
 
@@ -176,7 +176,7 @@ class WorkSocket:
         return _error("unknown_type", f"unknown message type {kind!r}; known: ping, work_response, ack")
 
     async def _work_response(self, message: _WorkResponse) -> dict[str, Any]:
-        if self.profile is None or self.profile.role is not Role.PROVIDER:
+        if self.role is not Role.PROVIDER:
             raise NotAProvider("only providers answer work orders")
         result = await self._services.respond.execute(self._user_id, message.work_id, message.accepted)
         return {
@@ -217,15 +217,18 @@ async def _serve(socket: AsgiSocket, role: Role, services: SocketServices) -> No
     await broker.subscribe(user_id, session.deliver)
     try:
         try:
-            session.profile, messages = await services.replay.on_connect(user_id)
+            profile, messages = await services.replay.on_connect(user_id)
         except ProfileNotFound as error:
             await socket.close(CLOSE_UNAUTHORIZED, str(error)[:120])
             return
-        if session.profile.role is not role:
+        session.role = profile.role
+        del profile  # this frame lives as long as the socket: keep only what serving needs
+        if session.role is not role:
             await socket.close(CLOSE_FORBIDDEN, f"this socket is for {role.value}s")
             return
         log.info("socket connected", extra={"user_id": user_id, "role": role.value})
         await session.replay(messages)
+        del messages
         await session.serve()
     except SocketClosed:
         pass
