@@ -32,8 +32,6 @@ class ProfileRepository(Protocol):
 
     async def get(self, profile_id: int) -> Profile | None: ...
 
-    async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]: ...
-
     async def get_many_with_devices(
         self, profile_ids: Collection[int]
     ) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:

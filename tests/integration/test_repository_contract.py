@@ -57,7 +57,8 @@ async def test_profiles_round_trip_and_commit_or_roll_back_as_one(uow_factory):
     async with uow_factory() as uow:
         assert await uow.profiles.get(seeker.id) == seeker
         assert await uow.profiles.get(999) is None
-        assert set(await uow.profiles.get_many([seeker.id, provider.id, 999])) == {seeker.id, provider.id}
+        people, _ = await uow.profiles.get_many_with_devices([seeker.id, provider.id, 999])
+        assert set(people) == {seeker.id, provider.id}
         provider.set_availability(False, GeoPoint(-33.9, 151.2), T0)
         await uow.profiles.save(provider)
         await uow.profiles.add(Profile(Role.SEEKER, "Ghost", "1"))

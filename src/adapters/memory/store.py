@@ -85,13 +85,10 @@ class MemoryProfileRepository(ProfileRepository):
         found = self._t.profiles.get(profile_id)
         return _copy(found) if found else None
 
-    async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]:
-        return {i: _copy(self._t.profiles[i]) for i in profile_ids if i in self._t.profiles}
-
     async def get_many_with_devices(
         self, profile_ids: Collection[int]
     ) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:
-        people = await self.get_many(profile_ids)
+        people = {i: _copy(self._t.profiles[i]) for i in profile_ids if i in self._t.profiles}
         return people, await MemoryDeviceTokenRepository(self._t).active_for_users(people.keys())
 
     async def save(self, profile: Profile) -> None:

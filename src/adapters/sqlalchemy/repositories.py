@@ -119,12 +119,6 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         row = (await self._c.execute(select(profiles).where(profiles.c.id == profile_id))).first()
         return _profile(row) if row else None
 
-    async def get_many(self, profile_ids: Collection[int]) -> dict[int, Profile]:
-        if not profile_ids:
-            return {}
-        rows = await self._c.execute(select(profiles).where(profiles.c.id.in_(list(profile_ids))))
-        return {row.id: _profile(row) for row in rows}
-
     async def get_many_with_devices(
         self, profile_ids: Collection[int]
     ) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:
