@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 
@@ -36,6 +37,20 @@ async def test_active_providers_near_a_point(admin, http):
         params={"latitude": 48.857, "longitude": 2.35, "radius_km": 1},
     )
     assert [p["name"] for p in r.json()["data"]["providers"]] == ["Near"]
+
+
+async def test_the_log_has_each_socket_connecting_and_disconnecting(server, admin, caplog):
+    caplog.set_level(logging.INFO, logger="entrypoints.http.sockets")
+    provider = await admin.provider("Logged")
+    async with open_socket(server, "/ws/work/provider/", provider.token) as socket:
+        await socket.send({"type": "ping"})
+        assert (await socket.receive())["type"] == "pong"
+    for _ in range(100):  # the server sees the close a moment later
+        events = [(r.getMessage(), r.user_id) for r in caplog.records if getattr(r, "user_id", None) == provider.id]
+        if ("socket disconnected", provider.id) in events:
+            break
+        await asyncio.sleep(0.02)
+    assert events == [("socket connected", provider.id), ("socket disconnected", provider.id)]
 
 
 async def test_cancel_reaches_the_provider(server, admin, http):

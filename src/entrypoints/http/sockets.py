@@ -202,7 +202,9 @@ def _notification_id(text: str) -> Any:
         return None
 
 
-async def _serve(socket: AsgiSocket, role: Role, services: SocketServices) -> None:
+async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, services: SocketServices) -> None:
+    """One WebSocket connection, from the handshake to the close (the app calls this before routing)."""
+    socket = AsgiSocket(scope, receive, send)
     # Accept first: a refusal at the handshake would reach the app as a bare HTTP 403, not a close code.
     if not await socket.accept():
         return
@@ -236,6 +238,8 @@ async def _serve(socket: AsgiSocket, role: Role, services: SocketServices) -> No
         await socket.close(CLOSE_UNAVAILABLE, "service temporarily unavailable")
     finally:
         await broker.unsubscribe(user_id, session.deliver)
+        if session.role is role:  # it was logged as connected
+            log.info("socket disconnected", extra={"user_id": user_id, "role": role.value})
 
 
 async def _not_a_websocket(send: Send) -> None:
@@ -256,11 +260,6 @@ SOCKET_ROLES = {"/ws/work/provider/": Role.PROVIDER, "/ws/work/seeker/": Role.SE
 
 def socket_role(path: str) -> Role | None:
     return SOCKET_ROLES.get(path if path.endswith("/") else f"{path}/")
-
-
-async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, services: SocketServices) -> None:
-    """One WebSocket connection, from the handshake to the close (the app calls this before routing)."""
-    await _serve(AsgiSocket(scope, receive, send), role, services)
 
 
 def socket_paths_over_http() -> list[ASGIRouteHandler]:
