@@ -79,37 +79,32 @@ def _wrapped(error: Exception, prepared: _Prepared, connection: AsyncConnection)
     return error
 
 
-async def insert_returning_id(connection: AsyncConnection, statement: Executable, values: Mapping[str, Any]) -> int:
-    """Run ``INSERT ... RETURNING id`` with these column values; returns the new id."""
-    prepared = _prepare(statement, connection, tuple(values))
+async def _rows(
+    connection: AsyncConnection, prepared: _Prepared, values: Mapping[str, Any]
+) -> tuple[list[Any], list[Any] | None]:
+    """Execute and fetch every row; also the column type codes (psycopg gives them, SQLite has none)."""
     arguments = _arguments(prepared, values)
     driver = await _driver(connection)
     try:
         if connection.dialect.name == "sqlite":
-            (row,) = await driver.execute_fetchall(prepared.sql, arguments)  # one trip to its thread
-        else:
-            async with driver.cursor() as cursor:
-                await cursor.execute(prepared.sql, arguments)
-                row = await cursor.fetchone()
+            return await driver.execute_fetchall(prepared.sql, arguments), None  # one trip to its thread
+        async with driver.cursor() as cursor:
+            await cursor.execute(prepared.sql, arguments)
+            return await cursor.fetchall(), [column.type_code for column in cursor.description]
     except Exception as error:
         raise _wrapped(error, prepared, connection) from error
+
+
+async def insert_returning_id(connection: AsyncConnection, statement: Executable, values: Mapping[str, Any]) -> int:
+    """Run ``INSERT ... RETURNING id`` with these column values; returns the new id."""
+    (row,), _ = await _rows(connection, _prepare(statement, connection, tuple(values)), values)
     return row[0]
 
 
 async def fetch_all(connection: AsyncConnection, statement: Any, values: Mapping[str, Any]) -> list[Any]:
     """Run a SELECT; rows are named tuples with the statement's column names, values as SQLAlchemy gives them."""
     prepared = _prepare(statement, connection, ())
-    arguments = _arguments(prepared, values)
-    driver = await _driver(connection)
-    try:
-        if connection.dialect.name == "sqlite":
-            rows, type_codes = await driver.execute_fetchall(prepared.sql, arguments), None
-        else:
-            async with driver.cursor() as cursor:
-                await cursor.execute(prepared.sql, arguments)
-                rows, type_codes = await cursor.fetchall(), [column.type_code for column in cursor.description]
-    except Exception as error:
-        raise _wrapped(error, prepared, connection) from error
+    rows, type_codes = await _rows(connection, prepared, values)
     if prepared.row_type is None:
         dialect, columns = connection.dialect, list(statement.selected_columns)
         prepared.column_processors = [
