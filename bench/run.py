@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,39 +155,50 @@ def rss_kb(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss // 1024
 
 
-def compare_websocket_implementations(args) -> dict[str, Any]:
-    """Server memory per idle provider socket under each of uvicorn's WebSocket implementations."""
+def load_generator(port: int, pid: int, plan: dict[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
+    """Run the load generator on the server at ``port`` (process ``pid``) and yield what it reports.
+
+    First ``{"generator_pid": ...}``; at each checkpoint, once the server has settled, the server's
+    RSS (``rss_kb``) is added and the generator waits until the caller has taken the item.
+    """
     from bench.loadgen import child_main
 
+    plan = {"base_url": f"http://127.0.0.1:{port}", "ws_url": f"ws://127.0.0.1:{port}", **plan}
+    context = multiprocessing.get_context("spawn")
+    reports, commands = context.Queue(), context.Queue()
+    child = context.Process(target=child_main, args=(plan, reports, commands), name="loadgen")
+    child.start()
+    try:
+        yield {"generator_pid": child.pid}
+        while True:
+            item = reports.get(timeout=timeout)
+            if "checkpoint" in item:
+                time.sleep(2)  # let the server settle before reading its memory
+                yield item | {"rss_kb": rss_kb(pid)}
+                commands.put("go")
+            elif "error" in item:
+                raise RuntimeError(f"load generator failed: {item['error']}")
+            elif item.get("done"):
+                return
+            else:
+                yield item
+    finally:
+        child.join(30)
+
+
+def compare_websocket_implementations(args) -> dict[str, Any]:
+    """Server memory per idle provider socket under each of uvicorn's WebSocket implementations."""
     found: dict[str, Any] = {"sockets": args.ws_compare}
     with infrastructure("embedded") as env:
         providers, seekers = asyncio.run(seed_users(env, args.ws_compare, 1))
+        plan = {"providers": providers, "seekers": seekers, "idle_sockets": args.ws_compare, "memory_only": True}
         for implementation in ("wsproto", "websockets", "websockets-sansio"):
             with bench_server(env, implementation) as (port, pid):
-                plan = {
-                    "base_url": f"http://127.0.0.1:{port}",
-                    "ws_url": f"ws://127.0.0.1:{port}",
-                    "providers": providers,
-                    "seekers": seekers,
-                    "idle_sockets": args.ws_compare,
-                    "memory_only": True,
+                readings = {
+                    item["checkpoint"]: item["rss_kb"]
+                    for item in load_generator(port, pid, plan, timeout=600)
+                    if "checkpoint" in item
                 }
-                context = multiprocessing.get_context("spawn")
-                reports, commands = context.Queue(), context.Queue()
-                child = context.Process(target=child_main, args=(plan, reports, commands), name="loadgen")
-                child.start()
-                readings = {}
-                while True:
-                    item = reports.get(timeout=600)
-                    if "checkpoint" in item:
-                        time.sleep(2)
-                        readings[item["checkpoint"]] = rss_kb(pid)
-                        commands.put("go")
-                    elif "error" in item:
-                        raise RuntimeError(f"load generator failed: {item['error']}")
-                    elif item.get("done"):
-                        break
-                child.join(30)
                 grown = readings["sockets_open"] - readings["before_sockets"]
                 found[implementation] = round(grown / args.ws_compare, 1)
                 log(f"--ws {implementation}: {found[implementation]} KB per idle socket")
@@ -194,8 +206,6 @@ def compare_websocket_implementations(args) -> dict[str, Any]:
 
 
 def run_backend(backend: str, args) -> dict[str, Any]:
-    from bench.loadgen import child_main
-
     results: dict[str, Any] = {"backend": backend}
     with infrastructure(backend) as env:
         total = max(args.providers, args.latency_sockets, args.capacity_sockets)
@@ -203,8 +213,6 @@ def run_backend(backend: str, args) -> dict[str, Any]:
         providers, seekers = asyncio.run(seed_users(env, total, args.seekers))
         with bench_server(env, args.ws) as (port, pid):
             plan = {
-                "base_url": f"http://127.0.0.1:{port}",
-                "ws_url": f"ws://127.0.0.1:{port}",
                 "providers": providers,
                 "seekers": seekers,
                 "idle_sockets": args.providers,
@@ -216,31 +224,20 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 "latency_sockets": args.latency_sockets,
                 "capacity_sockets": args.capacity_sockets if backend == "postgres" else 0,
             }
-            context = multiprocessing.get_context("spawn")
-            reports, commands = context.Queue(), context.Queue()
-            child = context.Process(target=child_main, args=(plan, reports, commands), name="loadgen")
-            child.start()
-            cpu = CpuMeter(pid, child.pid)
-            while True:
-                item = reports.get(timeout=max(600, args.duration * 10))
-                if "progress" in item:
+            for item in load_generator(port, pid, plan, timeout=max(600, args.duration * 10)):
+                if "generator_pid" in item:
+                    cpu = CpuMeter(pid, item["generator_pid"])
+                elif "progress" in item:
                     log(f"{backend}: {item['progress']}")
                     cpu.percent()  # the next phase's figures start from here
                     gc_pauses(port)
                 elif "checkpoint" in item:
-                    time.sleep(2)  # let the server settle before reading its memory
-                    results[f"server_rss_kb_{item['checkpoint']}"] = rss_kb(pid)
-                    commands.put("go")
+                    results[f"server_rss_kb_{item['checkpoint']}"] = item["rss_kb"]
                 elif "phase" in item:
                     item["result"] |= cpu.percent()
                     item["result"]["gc_pauses"] = gc_pauses(port)
                     results[item["phase"]] = item["result"]
                     log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
-                elif "error" in item:
-                    raise RuntimeError(f"load generator failed: {item['error']}")
-                elif item.get("done"):
-                    break
-            child.join(30)
         sockets = args.providers + 5  # the idle provider sockets and the seekers' round-trip sockets
         before, after = results.get("server_rss_kb_before_sockets"), results.get("server_rss_kb_sockets_open")
         if before and after:
