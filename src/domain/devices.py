@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.errors import InvalidInput
+from domain.text import check_text
 
 TOKEN_MAX = 1024  # FCM tokens are ~160-200 characters; 1024 keeps the unique index within btree limits
 PLATFORM_MAX = 32
@@ -44,9 +45,9 @@ class DeviceToken:
         token = token.strip()
         if not token or len(token) > TOKEN_MAX or any(c.isspace() for c in token):
             raise InvalidInput(f"token must be 1 to {TOKEN_MAX} characters without spaces", field=_field_of(kind))
+        check_text(_field_of(kind), token, TOKEN_MAX)
         platform = (platform or "unknown").strip().lower() or "unknown"
-        if len(platform) > PLATFORM_MAX:
-            raise InvalidInput(f"platform must be at most {PLATFORM_MAX} characters", field="platform")
+        check_text("platform", platform, PLATFORM_MAX)
         return cls(user_id=user_id, token=token, kind=kind, platform=platform, registered_at=at)
 
     @property

@@ -6,8 +6,9 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.errors import InvalidInput, NotAProvider
+from domain.errors import NotAProvider
 from domain.geo import GeoPoint
+from domain.text import check_text
 
 NAME_MAX = 150
 MOBILE_MAX = 32
@@ -34,10 +35,8 @@ class Profile:
     @classmethod
     def register(cls, role: Role, name: str, mobile: str, *, active: bool = False) -> Profile:
         name, mobile = name.strip(), mobile.strip()
-        if not name or len(name) > NAME_MAX:
-            raise InvalidInput(f"name must be 1 to {NAME_MAX} characters", field="name")
-        if not mobile or len(mobile) > MOBILE_MAX:
-            raise InvalidInput(f"mobile must be 1 to {MOBILE_MAX} characters", field="mobile")
+        check_text("name", name, NAME_MAX)
+        check_text("mobile", mobile, MOBILE_MAX)
         if active and role is not Role.PROVIDER:
             raise NotAProvider("only providers can be active for work")
         return cls(role=role, name=name, mobile=mobile, is_active_for_work=active)

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 from domain.errors import (
     AlreadyAnswered,
-    InvalidInput,
     InvalidTransition,
     NotASeeker,
     NotYourOrder,
@@ -23,6 +22,7 @@ from domain.errors import (
 from domain.events import Event, WorkAnswered, WorkAssigned, WorkCancelled, WorkCompleted, WorkExpired
 from domain.geo import GeoPoint
 from domain.profiles import Profile
+from domain.text import check_text
 
 SERVICE_TYPE_MAX = 64
 MESSAGE_MAX = 2000
@@ -84,9 +84,9 @@ class WorkOrder:
         if not provider.is_active_for_work:
             raise ProviderUnavailable("the provider is not accepting work right now", field="provider_id")
         service_type = service_type.strip()
-        _check_text("service_type", service_type, SERVICE_TYPE_MAX, required=True)
-        _check_text("message", message, MESSAGE_MAX, required=False)
-        _check_text("distance", distance, DISTANCE_MAX, required=False)
+        check_text("service_type", service_type, SERVICE_TYPE_MAX)
+        check_text("message", message, MESSAGE_MAX, required=False, multiline=True)
+        check_text("distance", distance, DISTANCE_MAX, required=False)
         assert seeker.id is not None and provider.id is not None
         order = cls(
             seeker_id=seeker.id,
@@ -162,10 +162,3 @@ class WorkOrder:
         if target not in ALLOWED_TRANSITIONS.get(self.status, frozenset()):
             raise InvalidTransition(f"a {self.status.value} work order cannot become {target.value}")
         self.status = target
-
-
-def _check_text(field_name: str, value: str, limit: int, *, required: bool) -> None:
-    if required and not value:
-        raise InvalidInput(f"{field_name} must not be empty", field=field_name)
-    if len(value) > limit:
-        raise InvalidInput(f"{field_name} must be at most {limit} characters", field=field_name)

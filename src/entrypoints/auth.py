@@ -3,11 +3,15 @@ existing auth server. ``sub`` is the user id; ``exp`` is required; ``alg: none``
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import jwt
 
 from entrypoints.settings import Settings
+
+# A user id as a token subject: ASCII digits, no sign or leading zero, at most 18 digits (fits 63 bits).
+_USER_ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
 class InvalidToken(Exception):
@@ -44,7 +48,8 @@ class TokenService:
         except jwt.PyJWTError:
             raise InvalidToken("the token is not valid") from None
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject.isdigit() or len(subject) > 18:
+        # str.isdigit() and int() also take other scripts' digits (Arabic-Indic, full-width, superscripts): only ASCII.
+        if not isinstance(subject, str) or not _USER_ID.fullmatch(subject):
             raise InvalidToken("the token's subject is not a user id")
         return int(subject)
 

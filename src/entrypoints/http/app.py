@@ -8,20 +8,21 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-from litestar import Litestar, Request, Response, get
-from litestar.di import NamedDependency, Provide
+from litestar import Litestar, Response, get
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import text
 
 from adapters.sqlalchemy.migrate import upgrade_async
-from entrypoints.auth import TokenService, bearer_token
 from entrypoints.container import Container, build_container, close, database_settings
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
+from entrypoints.http.guards import caller_id
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope
 from entrypoints.http.sockets import SocketServices, serve_socket, socket_paths_over_http, socket_role
+from entrypoints.http.strict import StrictJsonRequest
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 
@@ -30,7 +31,6 @@ GC_THRESHOLDS = (2000, 20, 1000)  # CPython's defaults: (700, 10, 10)
 
 # Use cases and services handlers may ask for by name; each resolves through the container.
 INJECTED = (
-    "tokens",
     "broker",
     "register_device",
     "set_provider_availability",
@@ -43,11 +43,6 @@ INJECTED = (
     "acknowledge_notification",
     "get_delivery_stats",
 )
-
-
-async def caller_id(request: Request, tokens: NamedDependency[TokenService]) -> int:
-    """The authenticated user's id, from the bearer token (401 otherwise)."""
-    return tokens.user_id(bearer_token(request.headers.get("authorization")))
 
 
 @get("/health", tags=["operations"], operation_id="health")
@@ -145,7 +140,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             await close(container)
 
     dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
-    dependencies["caller_id"] = Provide(caller_id)
+    dependencies["caller_id"] = Provide(caller_id, sync_to_thread=False)
     app = WorkcastApp(
         route_handlers=[ProfilesController, *socket_paths_over_http(), health, readiness(container)],
         dependencies=dependencies,
@@ -161,6 +156,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             path="/schema",
         ),
         request_max_body_size=64 * 1024,
+        request_class=StrictJsonRequest,
         logging_config=None,  # configure_logging() owns the log format
         debug=False,
     )
@@ -172,5 +168,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         acknowledge=container.acknowledge_notification(),
     )
     app.state.container = container
+    app.state.tokens = container.tokens()
     app.state.settings = settings
     return app

@@ -53,6 +53,14 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_UNAVAILABLE = 4503
 
 
+class RequestRejected(Exception):
+    """A request refused before it reaches a use case (media type, encoding, malformed ids), with its answer."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
 def status_of(error: domain.DomainError) -> int:
     for kind, status in STATUS_OF:
         if isinstance(error, kind):
@@ -77,6 +85,10 @@ def on_invalid_token(request: Request, error: InvalidToken) -> Response:
     return _response(HTTP_401_UNAUTHORIZED, str(error), "not_authenticated", headers={"WWW-Authenticate": "Bearer"})
 
 
+def on_request_rejected(request: Request, error: RequestRejected) -> Response:
+    return _response(error.status, error.message, error.code, error.field)
+
+
 def on_storage_unavailable(request: Request, error: StorageUnavailable) -> Response:
     log.error("database unavailable", extra={"path": request.url.path, "error": str(error)})
     return _response(
@@ -98,6 +110,9 @@ def on_validation_error(request: Request, error: ValidationException) -> Respons
     message = str(first.get("message") or error.detail)
     field = first.get("key")
     missing = _MISSING_FIELD.search(message)
+    if (missing and missing.group(1) == "data") or (field == "data" and "required" in message.lower()):
+        # Litestar does not decode an empty body at all: the handler's body parameter is missing.
+        return _response(HTTP_400_BAD_REQUEST, "the request body is empty: send a JSON object", "malformed_json")
     if missing:
         field = missing.group(1)
     elif field in (None, "data"):
@@ -133,6 +148,7 @@ def on_unexpected(request: Request, error: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     domain.DomainError: on_domain_error,
     InvalidToken: on_invalid_token,
+    RequestRejected: on_request_rejected,
     StorageUnavailable: on_storage_unavailable,
     ValidationException: on_validation_error,
     HTTPException: on_http_exception,

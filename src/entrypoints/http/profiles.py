@@ -27,6 +27,7 @@ from domain.errors import InvalidInput
 from domain.geo import GeoPoint
 from domain.work_orders import WorkStatus
 from entrypoints.http import views
+from entrypoints.http.guards import authenticated
 from entrypoints.http.schemas import (
     ActiveProvidersData,
     AssignWorkData,
@@ -45,6 +46,7 @@ from entrypoints.http.schemas import (
     WorkOrderPage,
     envelope,
 )
+from entrypoints.http.strict import canonical_numbers
 
 PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="page size")]
 Cursor = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1, description="next_cursor of the previous page")]
@@ -55,6 +57,7 @@ class ProfilesController(Controller):
     path = "/api/1/profiles"
     tags = ["profiles"]
     security = [{"BearerToken": []}]
+    guards = [authenticated, canonical_numbers]
 
     @post("/fcm-token/", status_code=HTTP_200_OK, operation_id="registerDevice")
     async def register_device(
