@@ -5,5 +5,9 @@ class StorageUnavailable(Exception):
     """The database cannot be reached or did not answer in time."""
 
 
+class SchemaNotMigrated(StorageUnavailable):
+    """The database answers but its schema is missing or older than the code: ``workcast migrate`` was not run."""
+
+
 class BrokerUnavailable(Exception):
     """The real-time broker cannot carry messages right now."""

@@ -38,6 +38,9 @@ class ProfileRepository(Protocol):
         """The profiles and the active devices of each (as ``DeviceTokenRepository.active_for_users``),
         in one read: everything a state change needs to notify its parties."""
 
+    async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
+        """Which of these ids still have a profile (one read, whatever the number of ids)."""
+
     async def save(self, profile: Profile) -> None:
         """Store the availability and location of an existing profile."""
 

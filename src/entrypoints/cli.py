@@ -10,9 +10,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from application.errors import SchemaNotMigrated
 from entrypoints.settings import Settings, SettingsError
 
 log = logging.getLogger("workcast")
+TOKEN_COMMANDS = ("serve", "create-user", "token", "demo")  # the commands that verify or issue tokens
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,11 +28,16 @@ def main(argv: list[str] | None = None) -> int:
         from entrypoints.logs import configure_logging
 
         configure_logging(settings.log_level, settings.log_format if args.command in ("serve", "dispatch") else "text")
-        if settings.embedded:
-            settings = settings.with_jwt_secret()
+        if args.command in TOKEN_COMMANDS:
+            if settings.embedded:
+                settings = settings.with_jwt_secret()
+            settings.require_token_keys()
         return args.run(settings, args)
     except SettingsError as error:
         print(f"workcast: configuration error: {error}", file=sys.stderr)
+        return 2
+    except SchemaNotMigrated:
+        print("workcast: the database schema is missing or out of date: run `workcast migrate`", file=sys.stderr)
         return 2
 
 
@@ -95,21 +102,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from entrypoints.http.app import create_app
+    from entrypoints.server import uvicorn_config
 
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        ws=args.ws,
-        ws_max_size=64 * 1024,
-        # Our messages are a few hundred bytes; per-message deflate would keep two zlib contexts per
-        # socket (measured: ~300 KB per idle socket for a client that negotiates it, ~25 KB without).
-        ws_per_message_deflate=False,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, args.host, args.port, args.ws)).run()
     return 0
 
 
@@ -142,6 +137,7 @@ async def _create_user(container, settings: Settings, args: argparse.Namespace) 
         print(f"workcast: {error.field or 'error'}: {error.message}", file=sys.stderr)
         return 2
     token = container.tokens().issue(profile.id)
+    _say_which_database(settings)
     print(json.dumps({"user_id": profile.id, "role": profile.role.value, "token": token}))
     return 0
 
@@ -167,6 +163,7 @@ async def _demo(container, settings: Settings, args: argparse.Namespace) -> int:
     seeker = await container.create_profile().execute(Role.SEEKER, "Demo Seeker", "9000000001")
     provider = await container.create_profile().execute(Role.PROVIDER, "John Doe", "9876543210", True)
     await container.set_provider_availability().execute(provider.id, True, GeoPoint(12.345, 67.89))
+    _say_which_database(settings)
     tokens = container.tokens()
     seeker_token, provider_token = tokens.issue(seeker.id), tokens.issue(provider.id)
     base, ws_base = args.base_url.rstrip("/"), args.base_url.rstrip("/").replace("http", "ws", 1)
@@ -207,6 +204,13 @@ Start the server in another terminal:  .venv/bin/workcast serve
     -H "Content-Type: application/json" -d '{{"is_active_for_work": true}}'
 """)
     return 0
+
+
+def _say_which_database(settings: Settings) -> None:
+    """On stderr, so stdout stays one JSON object: a relative data directory elsewhere is another database."""
+    from entrypoints.container import database_location
+
+    print(f"workcast: wrote to {database_location(settings)}", file=sys.stderr)
 
 
 async def _dispatch(container, settings: Settings, args: argparse.Namespace) -> int:

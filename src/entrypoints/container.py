@@ -7,13 +7,14 @@ in-process broker) and PUSH_BACKEND (log, fcm or none). Handlers receive use cas
 from __future__ import annotations
 
 from dependency_injector import containers, providers
+from sqlalchemy.engine import make_url
 
 from adapters.fcm.sender import FcmConfigurationError, FcmPushSender, load_credentials
 from adapters.memory.broker import InProcessBroker
 from adapters.memory.clock import SystemClock
 from adapters.memory.push import DisabledPushSender, LoggingPushSender
 from adapters.redis.broker import RedisBroker
-from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, sqlite_url
+from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, normalize_url, sqlite_path, sqlite_url
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy, WorkPolicy
@@ -24,6 +25,7 @@ from application.use_cases.cancel_work import CancelWork
 from application.use_cases.create_profile import CreateProfile
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
+from application.use_cases.find_unknown_users import FindUnknownUsers
 from application.use_cases.get_delivery_stats import GetDeliveryStats
 from application.use_cases.get_profile import GetProfile
 from application.use_cases.list_active_providers import ListActiveProviders
@@ -47,6 +49,13 @@ def database_settings(settings: Settings) -> DatabaseSettings:
         connect_timeout=settings.db_connect_timeout,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
+
+
+def database_location(settings: Settings) -> str:
+    """Where the data lives, for people: the SQLite file's absolute path, or the PostgreSQL URL without password."""
+    if settings.database_url is None:
+        return f"SQLite file {sqlite_path(settings.data_dir)}"
+    return f"PostgreSQL {make_url(normalize_url(settings.database_url)).render_as_string(hide_password=True)}"
 
 
 def pick_broker(settings: Settings) -> RealtimeBroker:
@@ -129,6 +138,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.dispatch_interval,
         delivery_policy.provided.claim_batch,
     )
+    find_unknown_users = providers.Singleton(FindUnknownUsers, unit_of_work.provider)
     replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from application.errors import StorageUnavailable
+from application.errors import SchemaNotMigrated, StorageUnavailable
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
+from entrypoints.logs import OncePer
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class Dispatcher:
         self._expire = expire
         self._interval = interval
         self._batch = batch
+        self._warnings = OncePer(60.0)
 
     async def run_once(self) -> tuple[int, int]:
         """One round: (orders expired, notifications attempted). Keeps going while batches come back full."""
@@ -41,6 +43,9 @@ class Dispatcher:
                 expired, attempted = await self.run_once()
                 if expired or attempted:
                     log.info("dispatch round", extra={"expired_orders": expired, "attempted_notifications": attempted})
+            except SchemaNotMigrated:
+                if self._warnings.due("schema"):
+                    log.error("dispatcher: the database schema is missing or out of date: run `workcast migrate`")
             except StorageUnavailable as error:
                 log.warning("dispatcher: database unavailable, will try again", extra={"error": str(error)})
             except Exception:

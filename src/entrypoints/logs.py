@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import time
 from datetime import UTC, datetime
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -17,6 +18,22 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 # Browsers put the JWT in the WebSocket URL (?token=...), and uvicorn logs URLs.
 _SECRET_IN_URL = re.compile(r"(?i)\b(token|access_token|jwt)=[^\s&\"']+")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
+
+
+class OncePer:
+    """Says a recurring problem once per interval, not once per request or round: a flood hides every other line."""
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        self._seconds = seconds
+        self._last: dict[str, float] = {}
+
+    def due(self, key: str) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._seconds:
+            return False
+        self._last[key] = now
+        return True
 
 
 class RedactSecrets(logging.Filter):

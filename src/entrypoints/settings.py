@@ -63,6 +63,11 @@ class Settings:
     dispatch_interval: float
     log_level: str
     log_format: str
+    http_header_timeout: float
+    http_keepalive_timeout: float
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    socket_recheck_interval: float
 
     @property
     def embedded(self) -> bool:
@@ -73,7 +78,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         read = _Reader(env)
-        data_dir = Path(read.text("WORKCAST_DATA_DIR", ".workcast"))
+        # Absolute from the start: the same relative default in another folder is another database.
+        data_dir = Path(read.text("WORKCAST_DATA_DIR", ".workcast")).absolute()
         database_url = read.text("DATABASE_URL", "") or None
         algorithm = read.choice("JWT_ALGORITHM", "HS256", ("HS256", "RS256"))
         settings = cls(
@@ -120,6 +126,12 @@ class Settings:
             dispatch_interval=read.number("DISPATCH_INTERVAL_SECONDS", 1.0),
             log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=read.choice("LOG_FORMAT", "json", ("json", "text")),
+            # nginx's client_header_timeout and keepalive_timeout are 60 s and 75 s.
+            http_header_timeout=read.number("HTTP_HEADER_TIMEOUT_SECONDS", 60.0),
+            http_keepalive_timeout=read.number("HTTP_KEEPALIVE_TIMEOUT_SECONDS", 60.0),
+            ws_ping_interval=read.number("WS_PING_INTERVAL_SECONDS", 20.0),
+            ws_ping_timeout=read.number("WS_PING_TIMEOUT_SECONDS", 20.0),
+            socket_recheck_interval=read.number("SOCKET_USER_RECHECK_SECONDS", 5.0),
         )
         settings.check()
         return settings
@@ -129,13 +141,16 @@ class Settings:
             raise SettingsError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text) or JWT_PUBLIC_KEY_PATH")
         if self.jwt_algorithm == "HS256" and self.jwt_secret is not None and len(self.jwt_secret) < 32:
             raise SettingsError("JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit secret)")
-        if self.jwt_algorithm == "HS256" and self.jwt_secret is None and not self.embedded:
-            raise SettingsError("JWT_SECRET is required when DATABASE_URL is set (only the embedded default makes one)")
         if self.delivery_lease <= max(self.delivery_request_budget, self.delivery_push_timeout):
             raise SettingsError(
                 "DELIVERY_LEASE_SECONDS must be longer than DELIVERY_PUSH_TIMEOUT_SECONDS and"
                 " DELIVERY_REQUEST_BUDGET_MS (a claim must outlive the attempt it covers)"
             )
+
+    def require_token_keys(self) -> None:
+        """Only what verifies or issues tokens needs a key: ``workcast migrate`` runs with DATABASE_URL alone."""
+        if self.jwt_algorithm == "HS256" and self.jwt_secret is None and not self.embedded:
+            raise SettingsError("JWT_SECRET is required when DATABASE_URL is set (only the embedded default makes one)")
 
     def with_jwt_secret(self) -> Settings:
         """On the embedded default, a missing JWT_SECRET is generated once and kept in the data directory."""

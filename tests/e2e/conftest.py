@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from domain.profiles import Role
 from entrypoints.container import build_container, close
 from entrypoints.http.app import create_app
+from entrypoints.server import uvicorn_config
 from entrypoints.settings import Settings
 from tests.fixtures.servers import free_port
 
@@ -46,16 +47,7 @@ def running_server(env: Mapping[str, str]) -> Iterator[Server]:
     """uvicorn in a thread with its own event loop; stopped (lifespan shutdown included) on exit."""
     settings = Settings.from_env({**BASE_ENV, **env})
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        ws="wsproto",
-        log_config=None,
-        lifespan="on",
-        ws_per_message_deflate=False,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

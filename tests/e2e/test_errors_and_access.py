@@ -186,10 +186,16 @@ async def test_other_peoples_orders_and_notifications_are_out_of_reach(admin, ht
         404,
         "work_order_not_found",
     )
-    r = await http.post(
+    # Another provider's order answers exactly like an id that does not exist (no existence oracle).
+    theirs = await http.post(
         f"/api/1/profiles/work-orders/{work_id}/respond/", json={"accepted": True}, headers=other_provider.headers
     )
-    error_of(r, 403, "not_your_order")
+    missing = await http.post(
+        f"/api/1/profiles/work-orders/{10**15}/respond/", json={"accepted": True}, headers=other_provider.headers
+    )
+    error_of(theirs, 404, "work_order_not_found")
+    assert theirs.json() | {"message": None} == missing.json() | {"message": None}
+    assert theirs.json()["message"].replace(str(work_id), "ID") == missing.json()["message"].replace(str(10**15), "ID")
     r = await http.post(f"/api/1/profiles/notifications/{notification_id}/ack/", headers=mallory.headers)
     error_of(r, 404, "notification_not_found")
     assert (await http.get("/api/1/profiles/notifications/", headers=mallory.headers)).json()["data"]["count"] == 0

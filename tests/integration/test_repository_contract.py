@@ -59,6 +59,8 @@ async def test_profiles_round_trip_and_commit_or_roll_back_as_one(uow_factory):
         assert await uow.profiles.get(999) is None
         people, _ = await uow.profiles.get_many_with_devices([seeker.id, provider.id, 999])
         assert set(people) == {seeker.id, provider.id}
+        assert await uow.profiles.existing_ids([seeker.id, 999, provider.id]) == {seeker.id, provider.id}
+        assert await uow.profiles.existing_ids([]) == set()
         provider.set_availability(False, GeoPoint(-33.9, 151.2), T0)
         await uow.profiles.save(provider)
         await uow.profiles.add(Profile(Role.SEEKER, "Ghost", "1"))

@@ -86,7 +86,6 @@ def test_bearer_token_sources():
 @pytest.mark.parametrize(
     ("env", "names"),
     [
-        ({"DATABASE_URL": "postgresql://x/y"}, "JWT_SECRET"),
         ({"JWT_SECRET": "short"}, "JWT_SECRET"),
         ({"JWT_ALGORITHM": "RS256"}, "JWT_PUBLIC_KEY"),
         ({"PUSH_BACKEND": "carrier-pigeon"}, "PUSH_BACKEND"),
@@ -99,6 +98,16 @@ def test_bearer_token_sources():
 def test_bad_settings_name_the_variable(env, names):
     with pytest.raises(SettingsError, match=names):
         Settings.from_env(env)
+
+
+def test_only_what_verifies_or_issues_tokens_needs_jwt_secret(tmp_path):
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://x/y"})  # enough for `workcast migrate`
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        settings.require_token_keys()
+    from entrypoints.http.app import create_app
+
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        create_app(settings)
 
 
 def test_defaults_are_the_embedded_service(tmp_path):

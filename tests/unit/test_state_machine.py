@@ -94,7 +94,9 @@ class WorkcastMachine(RuleBasedStateMachine):
         try:
             result = self.run(self.world.respond.execute(who.id, order.id, accepted))
         except DomainError as error:
-            assert error.code in {"not_a_provider", "not_your_order", "already_answered"}
+            # Someone else's order answers like a missing one: never not_your_order (an existence oracle).
+            assert error.code in {"not_a_provider", "work_order_not_found", "already_answered"}
+            assert error.code != "work_order_not_found" or who.id != order.provider_id
             return
         assert who.id == order.provider_id and order.status is WorkStatus.PENDING
         assert order.id not in self.answers

@@ -19,6 +19,7 @@ from domain.errors import (
     NotASeeker,
     NotificationNotFound,
     NotYourOrder,
+    ProfileNotFound,
     ProviderUnavailable,
     UnknownProvider,
     WorkOrderNotFound,
@@ -100,12 +101,17 @@ async def test_a_broken_socket_does_not_count_as_delivered(world):
 async def test_only_the_assigned_provider_can_answer(world):
     seeker, provider, other = await world.seeker(), await world.provider(), await world.provider("Other")
     assignment = await world.assign(seeker, provider)
-    with pytest.raises(NotYourOrder):
+    # Another provider's order reads exactly like a missing one; the role is checked before the order.
+    with pytest.raises(WorkOrderNotFound):
         await world.respond.execute(other.id, assignment.order.id, True)
-    with pytest.raises(NotAProvider):
-        await world.respond.execute(seeker.id, assignment.order.id, True)
     with pytest.raises(WorkOrderNotFound):
         await world.respond.execute(provider.id, 12345, True)
+    with pytest.raises(NotAProvider):
+        await world.respond.execute(seeker.id, assignment.order.id, True)
+    with pytest.raises(NotAProvider):
+        await world.respond.execute(seeker.id, 12345, True)
+    with pytest.raises(ProfileNotFound):
+        await world.respond.execute(10**9, assignment.order.id, True)
     rejected = await world.respond.execute(provider.id, assignment.order.id, False)
     assert rejected.order.status is WorkStatus.REJECTED
     with pytest.raises(AlreadyAnswered):
@@ -309,16 +315,19 @@ async def test_active_providers_near_a_point_nearest_first(world):
     with pytest.raises(NotAProvider):
         await world.set_availability.execute((await world.seeker()).id, True)
 
-    everyone = await world.list_active_providers.execute()
+    asker = (await world.seeker()).id
+    with pytest.raises(ProfileNotFound):
+        await world.list_active_providers.execute(10**9)
+    everyone = await world.list_active_providers.execute(asker)
     assert [a.profile.name for a in everyone] == ["Near", "Far", "Unplaced"]
     assert unplaced.id in {a.profile.id for a in everyone}
 
-    nearby = await world.list_active_providers.execute(GeoPoint(12.345, 67.890), radius_km=10)
+    nearby = await world.list_active_providers.execute(asker, GeoPoint(12.345, 67.890), radius_km=10)
     assert [a.profile.name for a in nearby] == ["Near"] and nearby[0].distance_km < 1
-    ordered = await world.list_active_providers.execute(GeoPoint(12.345, 67.890), radius_km=100)
+    ordered = await world.list_active_providers.execute(asker, GeoPoint(12.345, 67.890), radius_km=100)
     assert [a.profile.name for a in ordered] == ["Near", "Far"]
     with pytest.raises(InvalidInput):
-        await world.list_active_providers.execute(None, radius_km=5)
+        await world.list_active_providers.execute(asker, None, radius_km=5)
 
 
 async def test_work_orders_are_listed_per_role_newest_first_with_a_cursor(world):

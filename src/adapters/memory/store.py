@@ -91,6 +91,9 @@ class MemoryProfileRepository(ProfileRepository):
         people = {i: _copy(self._t.profiles[i]) for i in profile_ids if i in self._t.profiles}
         return people, await MemoryDeviceTokenRepository(self._t).active_for_users(people.keys())
 
+    async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
+        return {i for i in profile_ids if i in self._t.profiles}
+
     async def save(self, profile: Profile) -> None:
         assert profile.id in self._t.profiles
         self._t.profiles[profile.id] = _copy(profile)

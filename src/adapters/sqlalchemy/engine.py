@@ -21,9 +21,13 @@ class DatabaseSettings:
     echo: bool = False
 
 
+def sqlite_path(data_dir: Path) -> Path:
+    """The embedded default's one SQLite file, in the data directory."""
+    return (data_dir / "workcast.sqlite3").resolve()
+
+
 def sqlite_url(data_dir: Path) -> str:
-    """The embedded default: one SQLite file in the data directory."""
-    return f"sqlite+aiosqlite:///{(data_dir / 'workcast.sqlite3').resolve()}"
+    return f"sqlite+aiosqlite:///{sqlite_path(data_dir)}"
 
 
 def normalize_url(url: str) -> str:

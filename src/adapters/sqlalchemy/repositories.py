@@ -102,6 +102,9 @@ PEOPLE_WITH_DEVICES = _per_dialect(
 )
 
 
+EXISTING_PROFILE_IDS = _per_dialect(lambda dialect: select(profiles.c.id).where(_one_of(profiles.c.id, dialect)))
+
+
 class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
     async def add(self, profile: Profile) -> Profile:
         values = {
@@ -133,6 +136,12 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
             if row.device_id is not None:
                 devices.setdefault(row.id, []).append(_device(row, prefix="device_"))
         return people, devices
+
+    async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
+        if not profile_ids:
+            return set()
+        rows = await fetch_all(self._c, EXISTING_PROFILE_IDS[self._c.dialect.name], {"ids": list(profile_ids)})
+        return {row.id for row in rows}
 
     async def save(self, profile: Profile) -> None:
         await self._c.execute(

@@ -16,11 +16,22 @@ from adapters.sqlalchemy.repositories import (
     SqlAlchemyProfileRepository,
     SqlAlchemyWorkOrderRepository,
 )
-from application.errors import StorageUnavailable
+from application.errors import SchemaNotMigrated, StorageUnavailable
 from application.ports import UnitOfWork
 
 # What "the database is not there" looks like from the driver and the pool.
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, OSError, TimeoutError)
+
+
+# PostgreSQL's undefined_table / undefined_column; SQLite says it in words.
+_SCHEMA_SQLSTATES = ("42P01", "42703")
+_SQLITE_SCHEMA_MESSAGES = ("no such table", "no such column")
+
+
+def _schema_missing(error: DBAPIError) -> bool:
+    if getattr(error.orig, "sqlstate", None) in _SCHEMA_SQLSTATES:
+        return True
+    return str(error.orig).startswith(_SQLITE_SCHEMA_MESSAGES)
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
@@ -61,6 +72,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             # The connection is broken: drop it from the pool rather than hand it to the next request.
             with contextlib.suppress(Exception):
                 await connection.invalidate()
+        if isinstance(exc, DBAPIError) and _schema_missing(exc):
+            raise SchemaNotMigrated("the database schema is missing or out of date: run `workcast migrate`") from exc
         if isinstance(exc, UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
             raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._caller import caller_profile
 from domain.errors import NotificationNotFound
 from domain.notifications import Notification
 
@@ -14,6 +15,7 @@ class AcknowledgeNotification:
 
     async def execute(self, user_id: int, notification_id: int) -> Notification:
         async with self._uow_factory() as uow:
+            await caller_profile(uow, user_id)
             notification = await uow.notifications.get(notification_id)
             if notification is None or notification.recipient_id != user_id:
                 # Someone else's notification reads as missing: ids must not reveal what exists.

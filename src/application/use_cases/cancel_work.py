@@ -3,6 +3,7 @@ from __future__ import annotations
 from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._caller import caller_profile
 from application.use_cases._notify import save_notifications_for
 from domain.errors import InvalidTransition, NotYourOrder, WorkOrderNotFound
 from domain.work_orders import WorkOrder
@@ -22,11 +23,10 @@ class CancelWork:
     async def execute(self, user_id: int, work_id: int) -> WorkOrder:
         now = self._clock.now()
         async with self._uow_factory() as uow:
+            await caller_profile(uow, user_id)
             order = await uow.work_orders.get(work_id)
-            if order is None:
-                raise WorkOrderNotFound(f"there is no work order {work_id}")
-            if not order.is_party(user_id):
-                # Someone else's order: do not tell a stranger it exists.
+            if order is None or not order.is_party(user_id):
+                # Someone else's order reads exactly like a missing one: ids must not reveal what exists.
                 raise WorkOrderNotFound(f"there is no work order {work_id}")
             if user_id != order.seeker_id:
                 raise NotYourOrder("only the seeker who created this work order can cancel it")

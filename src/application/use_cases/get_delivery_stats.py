@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from application.ports import Clock, DeliveryStats, UnitOfWorkFactory
-from domain.errors import InvalidInput, NotAnOperator, ProfileNotFound
+from application.use_cases._caller import caller_profile
+from domain.errors import InvalidInput, NotAnOperator
 from domain.profiles import Role
 
 MAX_WINDOW = timedelta(days=31)
@@ -21,9 +22,7 @@ class GetDeliveryStats:
         if not timedelta(0) < window <= MAX_WINDOW:
             raise InvalidInput(f"the window must be above 0 and at most {MAX_WINDOW.days} days", field="hours")
         async with self._uow_factory() as uow:
-            caller = await uow.profiles.get(user_id)
-            if caller is None:
-                raise ProfileNotFound("no profile for this user")
+            caller = await caller_profile(uow, user_id)
             if caller.role is not Role.OPERATOR:
                 raise NotAnOperator("delivery statistics are for operators")
             return await uow.notifications.delivery_stats(self._clock.now() - window, TOP_ERRORS)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from application.ports import UnitOfWorkFactory
-from domain.errors import ProfileNotFound
+from application.use_cases._caller import caller_profile
 from domain.profiles import Profile
 
 
@@ -13,7 +13,5 @@ class GetProfile:
 
     async def execute(self, user_id: int) -> Profile:
         async with self._uow_factory() as uow:
-            profile = await uow.profiles.get(user_id)
-        if profile is None:
-            raise ProfileNotFound("no profile for this user")
+            profile = await caller_profile(uow, user_id)
         return profile

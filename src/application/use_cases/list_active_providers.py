@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from application.errors import BrokerUnavailable
 from application.ports import BoundingBox, RealtimeBroker, UnitOfWorkFactory
+from application.use_cases._caller import caller_profile
 from domain.errors import InvalidInput
 from domain.geo import GeoPoint
 from domain.profiles import Profile
@@ -27,7 +28,7 @@ class ListActiveProviders:
         self._broker = broker
 
     async def execute(
-        self, near: GeoPoint | None = None, radius_km: float | None = None, limit: int = 100
+        self, caller_id: int, near: GeoPoint | None = None, radius_km: float | None = None, limit: int = 100
     ) -> list[ActiveProvider]:
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
@@ -37,6 +38,7 @@ class ListActiveProviders:
             if not 0 < radius_km <= MAX_RADIUS_KM:
                 raise InvalidInput(f"radius_km must be above 0 and at most {MAX_RADIUS_KM:g}", field="radius_km")
         async with self._uow_factory() as uow:
+            await caller_profile(uow, caller_id)
             if near is None:
                 found = [(p, None) for p in await uow.profiles.list_active_providers(None, limit)]
             else:

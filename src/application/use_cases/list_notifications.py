@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from application.ports import UnitOfWorkFactory
+from application.use_cases._caller import caller_profile
 from application.use_cases.list_work_orders import Page, check_page, page_of
 from domain.notifications import Notification
 
@@ -14,5 +15,6 @@ class ListNotifications:
     async def execute(self, user_id: int, limit: int = 20, before_id: int | None = None) -> Page[Notification]:
         check_page(limit, before_id)
         async with self._uow_factory() as uow:
+            await caller_profile(uow, user_id)
             rows = await uow.notifications.list_for_user(user_id, limit + 1, before_id)
         return page_of(rows, limit)

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from application.ports import UnitOfWorkFactory
-from domain.errors import InvalidInput, ProfileNotFound
+from application.use_cases._caller import caller_profile
+from domain.errors import InvalidInput
 from domain.work_orders import WorkOrder, WorkStatus
 
 MAX_PAGE = 100
@@ -28,9 +29,7 @@ class ListWorkOrders:
     ) -> Page[WorkOrder]:
         check_page(limit, before_id)
         async with self._uow_factory() as uow:
-            profile = await uow.profiles.get(user_id)
-            if profile is None:
-                raise ProfileNotFound("no profile for this user")
+            profile = await caller_profile(uow, user_id)
             orders = await uow.work_orders.list_for_user(user_id, profile.role, status, limit + 1, before_id)
         return page_of(orders, limit)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._caller import caller_profile
 from domain.devices import AddressKind, DeviceToken
-from domain.errors import ProfileNotFound
 from domain.profiles import Profile
 
 
@@ -31,9 +31,7 @@ class RegisterDevice:
         now = self._clock.now()
         candidate = DeviceToken.register(user_id, token, platform, now, kind)
         async with self._uow_factory() as uow:
-            profile = await uow.profiles.get(user_id)
-            if profile is None:
-                raise ProfileNotFound("no profile for this user")
+            profile = await caller_profile(uow, user_id)
             device = await uow.devices.get_by_token(candidate.token)
             if device is None:
                 device = await uow.devices.add(candidate)

@@ -5,7 +5,7 @@ from typing import Any
 
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
-from domain.errors import ProfileNotFound
+from application.use_cases._caller import caller_profile
 from domain.profiles import Profile
 
 
@@ -25,9 +25,7 @@ class ReplayUndelivered:
         """Who connected, and what they must see first: one transaction for a socket's whole start."""
         since = self._clock.now() - self._policy.replay_window
         async with self._uow_factory() as uow:
-            profile = await uow.profiles.get(user_id)
-            if profile is None:
-                raise ProfileNotFound("no profile for this user")
+            profile = await caller_profile(uow, user_id)
             rows = await uow.notifications.undelivered_for_user(user_id, since, self._policy.replay_limit)
         return profile, [n.message() for n in rows]
 

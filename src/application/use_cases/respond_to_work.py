@@ -6,7 +6,7 @@ from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
 from application.use_cases._notify import save_notifications_for
-from domain.errors import AlreadyAnswered, NotAProvider, NotYourOrder, WorkOrderNotFound
+from domain.errors import AlreadyAnswered, NotAProvider, ProfileNotFound, WorkOrderNotFound
 from domain.notifications import Notification, SocketState
 from domain.work_orders import WorkOrder, WorkStatus
 
@@ -40,14 +40,17 @@ class RespondToWork:
         now = self._clock.now()
         async with self._uow_factory() as uow:
             order = await uow.work_orders.get(work_id)
-            if order is None:
-                raise WorkOrderNotFound(f"there is no work order {work_id}")
-            people, devices = await uow.profiles.get_many_with_devices({order.seeker_id, provider_id})
+            parties = {provider_id} if order is None else {order.seeker_id, provider_id}
+            people, devices = await uow.profiles.get_many_with_devices(parties)
+            # Who asks is checked before what they ask about, and someone else's order reads exactly
+            # like a missing one: the answer must not reveal which ids exist.
             caller = people.get(provider_id)
-            if caller is None or not caller.is_provider:
+            if caller is None:
+                raise ProfileNotFound("no profile for this user")
+            if not caller.is_provider:
                 raise NotAProvider("only providers can answer work orders")
-            if order.provider_id != provider_id:
-                raise NotYourOrder("this work order is assigned to another provider")
+            if order is None or order.provider_id != provider_id:
+                raise WorkOrderNotFound(f"there is no work order {work_id}")
             order.answer(provider_id, accepted, now)
             if not await uow.work_orders.save_transition(order, WorkStatus.PENDING):
                 raise AlreadyAnswered("this work order was answered a moment ago")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from application.ports import Clock, UnitOfWorkFactory
-from domain.errors import ProfileNotFound
+from application.use_cases._caller import caller_profile
 from domain.geo import GeoPoint
 from domain.profiles import Profile
 
@@ -15,9 +15,7 @@ class SetProviderAvailability:
 
     async def execute(self, user_id: int, active: bool, location: GeoPoint | None = None) -> Profile:
         async with self._uow_factory() as uow:
-            profile = await uow.profiles.get(user_id)
-            if profile is None:
-                raise ProfileNotFound("no profile for this user")
+            profile = await caller_profile(uow, user_id)
             profile.set_availability(active, location, self._clock.now())
             await uow.profiles.save(profile)
             await uow.commit()

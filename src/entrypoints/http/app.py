@@ -13,15 +13,14 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
-from sqlalchemy import text
 
-from adapters.sqlalchemy.migrate import upgrade_async
-from entrypoints.container import Container, build_container, close, database_settings
+from adapters.sqlalchemy.migrate import schema_problem, upgrade_async
+from entrypoints.container import Container, build_container, close, database_location, database_settings
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
 from entrypoints.http.guards import caller_id
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope
-from entrypoints.http.sockets import SocketServices, serve_socket, socket_paths_over_http, socket_role
+from entrypoints.http.sockets import LiveSessions, SocketServices, serve_socket, socket_paths_over_http, socket_role
 from entrypoints.http.strict import StrictJsonRequest
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
@@ -58,8 +57,7 @@ def readiness(container: Container):
         database = "ok"
         try:
             async with asyncio.timeout(3):
-                async with container.engine().connect() as connection:
-                    await connection.execute(text("SELECT 1"))
+                database = await schema_problem(container.engine()) or "ok"
         except Exception as error:  # any failure means "not ready", with the reason for the operator
             database = f"unavailable: {type(error).__name__}"
         broker = "ok" if await container.broker().is_healthy() else "unavailable"
@@ -99,6 +97,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     configure_logging(settings.log_level, settings.log_format)
     if settings.embedded:
         settings = settings.with_jwt_secret()
+    settings.require_token_keys()
     container = container or build_container(settings)
     # Pick the adapters now: a wrong PUSH_BACKEND or REDIS_URL stops the start with a clear message.
     container.push_sender()
@@ -109,6 +108,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         if settings.auto_migrate:
             await upgrade_async(database_settings(settings).url)
         await container.broker().start()
+        recheck_task = asyncio.create_task(
+            app.sockets.sessions.recheck_forever(container.find_unknown_users(), settings.socket_recheck_interval),
+            name="socket-user-recheck",
+        )
         dispatcher_task = None
         if settings.dispatcher_enabled:
             dispatcher = container.dispatcher()
@@ -116,7 +119,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         log.info(
             "workcast started",
             extra={
-                "database": "sqlite" if settings.embedded else "postgresql",
+                "database": database_location(settings),
                 "broker": "redis" if settings.redis_url else "in-process",
                 "push": settings.push_backend.value,
                 "dispatcher": settings.dispatcher_enabled,
@@ -133,10 +136,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         try:
             yield
         finally:
-            if dispatcher_task:
-                dispatcher_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await dispatcher_task
+            for task in (dispatcher_task, recheck_task):
+                if task:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await close(container)
 
     dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
@@ -166,6 +170,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         replay=container.replay_undelivered(),
         respond=container.respond_to_work(),
         acknowledge=container.acknowledge_notification(),
+        sessions=LiveSessions(),
     )
     app.state.container = container
     app.state.tokens = container.tokens()

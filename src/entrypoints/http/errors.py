@@ -26,11 +26,13 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from application.errors import StorageUnavailable
+from application.errors import SchemaNotMigrated, StorageUnavailable
 from domain import errors as domain
 from entrypoints.auth import InvalidToken
+from entrypoints.logs import OncePer
 
 log = logging.getLogger(__name__)
+_schema_warnings = OncePer(60.0)
 
 # Most specific first: the first matching class decides.
 STATUS_OF: list[tuple[type[Exception], int]] = [
@@ -90,6 +92,15 @@ def on_request_rejected(request: Request, error: RequestRejected) -> Response:
 
 
 def on_storage_unavailable(request: Request, error: StorageUnavailable) -> Response:
+    if isinstance(error, SchemaNotMigrated):
+        if _schema_warnings.due("schema"):
+            log.error("the database schema is missing or out of date: run `workcast migrate`")
+        return _response(
+            HTTP_503_SERVICE_UNAVAILABLE,
+            "the database schema is not migrated: the operator must run `workcast migrate`",
+            "schema_not_migrated",
+            headers={"Retry-After": "60"},
+        )
     log.error("database unavailable", extra={"path": request.url.path, "error": str(error)})
     return _response(
         HTTP_503_SERVICE_UNAVAILABLE,
@@ -103,6 +114,20 @@ _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`")
 
 
+def validation_problem(message: str, field: str | None = None) -> tuple[str | None, str]:
+    """The field a msgspec/Litestar validation message is about, and the message saying so."""
+    missing = _MISSING_FIELD.search(message)
+    if missing:
+        field = missing.group(1)
+    elif field in (None, "data"):
+        at = _AT_PATH.search(message)
+        field = at.group(1) if at else None
+    if field == "data":
+        field = None
+    message = _AT_PATH.sub("", message)
+    return field, f"{field}: {message}" if field else message
+
+
 def on_validation_error(request: Request, error: ValidationException) -> Response:
     """Litestar/msgspec validation: name the field and the problem."""
     problems = error.extra if isinstance(error.extra, list) else []
@@ -113,15 +138,7 @@ def on_validation_error(request: Request, error: ValidationException) -> Respons
     if (missing and missing.group(1) == "data") or (field == "data" and "required" in message.lower()):
         # Litestar does not decode an empty body at all: the handler's body parameter is missing.
         return _response(HTTP_400_BAD_REQUEST, "the request body is empty: send a JSON object", "malformed_json")
-    if missing:
-        field = missing.group(1)
-    elif field in (None, "data"):
-        at = _AT_PATH.search(message)
-        field = at.group(1) if at else None
-    if field == "data":
-        field = None
-    message = _AT_PATH.sub("", message)
-    text = f"{field}: {message}" if field else message
+    field, text = validation_problem(message, field)
     return _response(HTTP_422_UNPROCESSABLE_ENTITY, text, "validation_error", field)
 
 

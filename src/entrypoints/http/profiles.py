@@ -175,7 +175,7 @@ class ProfilesController(Controller):
                 "send latitude and longitude together", field="latitude" if latitude is None else "longitude"
             )
         near = GeoPoint(latitude, longitude) if latitude is not None and longitude is not None else None
-        found = await list_active_providers.execute(near, radius_km, limit)
+        found = await list_active_providers.execute(caller_id, near, radius_km, limit)
         providers = [views.active_provider(p) for p in found]
         return envelope("Active providers", ActiveProvidersData(providers, len(providers)))
 

@@ -13,10 +13,11 @@ long-lived object also lengthens the garbage collector's passes (bench/).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import msgspec
@@ -27,15 +28,25 @@ from litestar.types import Receive, Scope, Send
 from application.errors import StorageUnavailable
 from application.ports import RealtimeBroker
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
+from application.use_cases.find_unknown_users import FindUnknownUsers
 from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from domain.errors import DomainError, NotAProvider, ProfileNotFound
 from domain.profiles import Role
 from entrypoints.auth import InvalidToken, TokenService, bearer_token
-from entrypoints.http.errors import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE, error_body
+from entrypoints.http.errors import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNAVAILABLE,
+    error_body,
+    validation_problem,
+)
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024
+
+
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # the ids the REST paths take
 
 
 class _Incoming(msgspec.Struct):
@@ -44,13 +55,13 @@ class _Incoming(msgspec.Struct):
 
 class _WorkResponse(msgspec.Struct):
     type: str
-    work_id: int
+    work_id: Id
     accepted: bool
 
 
 class _Ack(msgspec.Struct):
     type: str
-    notification_id: int
+    notification_id: Id
 
 
 _encode = msgspec.json.Encoder().encode
@@ -65,10 +76,15 @@ class SocketServices:
     replay: ReplayUndelivered
     respond: RespondToWork
     acknowledge: AcknowledgeNotification
+    sessions: LiveSessions
 
 
 class SocketClosed(Exception):
     """The client went away while we were sending."""
+
+
+class UserGone(Exception):
+    """The socket's user no longer has a profile: the socket is closed with 4401."""
 
 
 class AsgiSocket:
@@ -151,13 +167,21 @@ class WorkSocket:
                 raw = (event.get("bytes") or b"").decode("utf-8", "replace")
             await self._send(await self._handle(raw))
 
+    async def revoke(self) -> None:
+        """Close this socket: its user was deleted."""
+        await self._socket.close(CLOSE_UNAUTHORIZED, "unknown user")
+
     async def _handle(self, raw: str) -> dict[str, Any]:
         if len(raw) > MAX_MESSAGE_BYTES:
             return _error("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
         try:
             kind = msgspec.json.decode(raw, type=_Incoming).type
+        except msgspec.ValidationError as error:
+            return _validation_error(error)
         except msgspec.DecodeError:
             return _error("malformed_json", "send a JSON object with a 'type'")
+        except RecursionError:
+            return _error("malformed_json", "the message is nested too deeply")
         try:
             if kind == "ping":
                 return {"type": "pong"}
@@ -168,7 +192,11 @@ class WorkSocket:
                 await self._services.acknowledge.execute(self._user_id, ack.notification_id)
                 return {"type": "acked", "notification_id": ack.notification_id}
         except msgspec.ValidationError as error:
-            return _error("validation_error", str(error), request_type=kind)
+            return _validation_error(error, kind)
+        except RecursionError:
+            return _error("malformed_json", "the message is nested too deeply", request_type=kind)
+        except ProfileNotFound:
+            raise UserGone from None
         except DomainError as error:
             return _error(error.code, error.message, field=error.field, request_type=kind)
         except StorageUnavailable:
@@ -193,6 +221,11 @@ class WorkSocket:
 
 def _error(code: str, message: str, field: str | None = None, request_type: str | None = None) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message, "field": field, "request_type": request_type}
+
+
+def _validation_error(error: msgspec.ValidationError, request_type: str | None = None) -> dict[str, Any]:
+    field, message = validation_problem(str(error))
+    return _error("validation_error", message, field=field, request_type=request_type)
 
 
 def _notification_id(text: str) -> Any:
@@ -229,17 +262,60 @@ async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, s
             await socket.close(CLOSE_FORBIDDEN, f"this socket is for {role.value}s")
             return
         log.info("socket connected", extra={"user_id": user_id, "role": role.value})
+        services.sessions.add(user_id, session)
         await session.replay(messages)
         del messages
         await session.serve()
     except SocketClosed:
         pass
+    except UserGone:
+        await session.revoke()
     except StorageUnavailable:
         await socket.close(CLOSE_UNAVAILABLE, "service temporarily unavailable")
     finally:
+        services.sessions.remove(user_id, session)
         await broker.unsubscribe(user_id, session.deliver)
         if session.role is role:  # it was logged as connected
             log.info("socket disconnected", extra={"user_id": user_id, "role": role.value})
+
+
+class LiveSessions:
+    """The sockets this process serves, by user, so that those of a deleted user can be closed."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[int, list[WorkSocket]] = {}
+
+    def add(self, user_id: int, session: WorkSocket) -> None:
+        self._by_user.setdefault(user_id, []).append(session)
+
+    def remove(self, user_id: int, session: WorkSocket) -> None:
+        sessions = self._by_user.get(user_id, [])
+        if session in sessions:
+            sessions.remove(session)
+        if not sessions:
+            self._by_user.pop(user_id, None)
+
+    async def close_unknown_users(self, find_unknown: FindUnknownUsers) -> int:
+        """Close the sockets of users who no longer have a profile; returns how many were closed."""
+        gone = await find_unknown.execute(list(self._by_user))
+        closed = 0
+        for user_id in gone:
+            for session in list(self._by_user.get(user_id, ())):
+                await session.revoke()
+                closed += 1
+        if closed:
+            log.info("closed the sockets of deleted users", extra={"users": len(gone), "sockets": closed})
+        return closed
+
+    async def recheck_forever(self, find_unknown: FindUnknownUsers, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.close_unknown_users(find_unknown)
+            except StorageUnavailable:
+                pass  # the database is down: the dispatcher and requests already say so; try again next time
+            except Exception:
+                log.exception("checking the users of open sockets failed, will try again")
 
 
 async def _not_a_websocket(send: Send) -> None:

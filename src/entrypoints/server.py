@@ -1,0 +1,95 @@
+"""The uvicorn server as ``workcast serve`` runs it (and the end-to-end tests too): one configuration.
+
+uvicorn bounds an idle keep-alive connection (``timeout_keep_alive``) and a silent WebSocket (server
+pings, ``ws_ping_interval``/``ws_ping_timeout``), but nothing bounds the time a client takes to send a
+request's headers: a connection that never sends a request, or trickles its headers a byte at a time
+(slowloris), is held for ever (measured: 0 of 100 such connections closed in 60 s). Its protocol
+classes take no such setting, so ``HeaderDeadline`` adds one, in the manner of nginx's
+``client_header_timeout``: from the first byte of a request (or from the connection's start) to the
+end of its headers, at most ``HTTP_HEADER_TIMEOUT_SECONDS``; then the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from entrypoints.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_SOCKET_MESSAGE_BYTES = 64 * 1024
+
+
+class HeaderDeadline:
+    """Mixin for uvicorn's HTTP protocols: close a connection whose request headers do not arrive in time."""
+
+    header_timeout: float = 60.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._between_requests():
+            self._arm_header_deadline()
+        super().data_received(data)  # type: ignore[misc]
+        upgraded = self.transport.get_protocol() is not self  # type: ignore[attr-defined]
+        if self._header_timer is not None and (upgraded or not self._between_requests()):
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _between_requests(self) -> bool:
+        cycle = self.cycle  # type: ignore[attr-defined]
+        return cycle is None or cycle.response_complete
+
+    def _arm_header_deadline(self) -> None:
+        self._header_timer = asyncio.get_running_loop().call_later(self.header_timeout, self._header_deadline_passed)
+
+    def _header_deadline_passed(self) -> None:
+        self._header_timer = None
+        transport = self.transport  # type: ignore[attr-defined]
+        if self._between_requests() and transport.get_protocol() is self and not transport.is_closing():
+            log.info("closed a connection that sent no complete request in time", extra={"client": self.client})  # type: ignore[attr-defined]
+            transport.close()
+
+
+def http_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's fastest available HTTP protocol (httptools if installed, as uvicorn's "auto"), with the deadline."""
+    base: type[asyncio.Protocol] = H11Protocol
+    if importlib.util.find_spec("httptools") is not None:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    return type(f"Bounded{base.__name__}", (HeaderDeadline, base), {"header_timeout": header_timeout})
+
+
+def uvicorn_config(app: Any, settings: Settings, host: str, port: int, ws: str = "wsproto") -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=http_protocol(settings.http_header_timeout),
+        ws=ws,
+        ws_max_size=MAX_SOCKET_MESSAGE_BYTES,
+        # Our messages are a few hundred bytes; per-message deflate would keep two zlib contexts per
+        # socket (measured: ~300 KB per idle socket for a client that negotiates it, ~25 KB without).
+        ws_per_message_deflate=False,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        timeout_keep_alive=settings.http_keepalive_timeout,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
