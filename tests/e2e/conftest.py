@@ -146,7 +146,7 @@ class Socket:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
 
-    async def receive(self, within: float = 5.0) -> dict:
+    async def receive(self, within: float = 20.0) -> dict:
         return json.loads(await asyncio.wait_for(self.connection.recv(), within))
 
     async def send(self, message: dict | str) -> None:
@@ -163,7 +163,7 @@ class Socket:
 @contextlib.asynccontextmanager
 async def open_socket(server: Server, path: str, token: str | None = None, headers: dict | None = None):
     url = f"{server.ws_url}{path}" + (f"?token={token}" if token else "")
-    async with connect(url, additional_headers=headers or {}, open_timeout=5) as connection:
+    async with connect(url, additional_headers=headers or {}, open_timeout=20) as connection:
         yield Socket(connection)
 
 
@@ -179,7 +179,7 @@ def seed_assignment(provider_id: int) -> dict:
     }
 
 
-async def notifications_when(http: httpx.AsyncClient, user: User, ready, within: float = 5.0) -> list[dict]:
+async def notifications_when(http: httpx.AsyncClient, user: User, ready, within: float = 30.0) -> list[dict]:
     """The user's notifications once ``ready(notifications)`` holds: outcomes are written just behind a response."""
     deadline = asyncio.get_running_loop().time() + within
     while True:

@@ -9,6 +9,7 @@ import httpx
 
 from tests.e2e.conftest import open_socket, running_server, seed_assignment
 from tests.fixtures.servers import free_port
+from tests.fixtures.waiting import eventually
 
 
 async def test_active_providers_near_a_point(admin, http):
@@ -45,12 +46,12 @@ async def test_the_log_has_each_socket_connecting_and_disconnecting(server, admi
     async with open_socket(server, "/ws/work/provider/", provider.token) as socket:
         await socket.send({"type": "ping"})
         assert (await socket.receive())["type"] == "pong"
-    for _ in range(100):  # the server sees the close a moment later
-        events = [(r.getMessage(), r.user_id) for r in caplog.records if getattr(r, "user_id", None) == provider.id]
-        if ("socket disconnected", provider.id) in events:
-            break
-        await asyncio.sleep(0.02)
-    assert events == [("socket connected", provider.id), ("socket disconnected", provider.id)]
+
+    def events():
+        return [(r.getMessage(), r.user_id) for r in caplog.records if getattr(r, "user_id", None) == provider.id]
+
+    await eventually(lambda: ("socket disconnected", provider.id) in events())  # the server sees the close later
+    assert events() == [("socket connected", provider.id), ("socket disconnected", provider.id)]
 
 
 async def test_cancel_reaches_the_provider(server, admin, http):

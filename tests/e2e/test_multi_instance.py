@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -19,6 +17,7 @@ from tests.e2e.conftest import (
     server_process,
 )
 from tests.fixtures.servers import free_port
+from tests.fixtures.waiting import eventually
 
 
 @pytest.fixture
@@ -99,15 +98,16 @@ async def test_a_redis_restart_delays_but_loses_nothing(two_instances, admin, re
             assert await provider_app.receive() == {"type": "pong"}  # the socket stayed up
         finally:
             redis.start()
-        offer = await provider_app.receive(within=20)  # the dispatcher retries once Redis is back
+        offer = await provider_app.receive(within=60)  # the dispatcher retries once Redis is back
         assert offer["type"] == "work_assigned" and offer["work_id"] == r.json()["data"]["work_order_id"]
-        async with httpx.AsyncClient(base_url=a.base_url) as http:
-            for _ in range(50):
-                (note,) = (await http.get("/api/1/profiles/notifications/", headers=provider.headers)).json()["data"][
-                    "notifications"
-                ]
-                if note["socket_state"] == "sent":
-                    break
-                await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as http:
+            (note,) = await notifications_when(http, provider, lambda found: found[0]["socket_state"] == "sent")
             assert note["socket_state"] == "sent"
-            assert (await http.get("/ready")).status_code == 200
+            # Each instance's subscriber reconnects on its own backoff (up to 5 s): ready once both are back.
+            for instance in (a, b):
+                await eventually(lambda i=instance: _ready(i))
+
+
+async def _ready(instance: Server) -> bool:
+    async with httpx.AsyncClient(base_url=instance.base_url, timeout=10) as http:
+        return (await http.get("/ready")).status_code == 200
