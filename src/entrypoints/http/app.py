@@ -8,7 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-from litestar import Litestar, Response, get
+from litestar import Litestar, Response, get, head
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -19,7 +19,7 @@ from entrypoints.container import Container, build_container, close, database_lo
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
 from entrypoints.http.guards import caller_id
 from entrypoints.http.profiles import ProfilesController
-from entrypoints.http.schemas import Envelope, HealthData, envelope
+from entrypoints.http.schemas import Envelope, HealthData, envelope, error_responses
 from entrypoints.http.sockets import LiveSessions, SocketServices, serve_socket, socket_paths_over_http, socket_role
 from entrypoints.http.strict import StrictJsonRequest
 from entrypoints.logs import configure_logging
@@ -50,8 +50,13 @@ async def health() -> Envelope[dict]:
     return envelope("ok", {"alive": True})
 
 
+@head("/health", tags=["operations"], operation_id="healthHead")
+async def health_head() -> None:
+    """Liveness for probes that only look at the status (load balancers often send HEAD)."""
+
+
 def readiness(container: Container):
-    @get("/ready", tags=["operations"], operation_id="ready")
+    @get("/ready", tags=["operations"], operation_id="ready", responses=error_responses(503))
     async def ready() -> Response:
         """Readiness: the database answers and the broker can carry messages."""
         database = "ok"
@@ -146,7 +151,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
     dependencies["caller_id"] = Provide(caller_id, sync_to_thread=False)
     app = WorkcastApp(
-        route_handlers=[ProfilesController, *socket_paths_over_http(), health, readiness(container)],
+        route_handlers=[ProfilesController, *socket_paths_over_http(), health, health_head, readiness(container)],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -45,6 +45,7 @@ from entrypoints.http.schemas import (
     WorkOrderData,
     WorkOrderPage,
     envelope,
+    error_responses,
 )
 from entrypoints.http.strict import canonical_numbers
 
@@ -59,7 +60,12 @@ class ProfilesController(Controller):
     security = [{"BearerToken": []}]
     guards = [authenticated, canonical_numbers]
 
-    @post("/fcm-token/", status_code=HTTP_200_OK, operation_id="registerDevice")
+    @post(
+        "/fcm-token/",
+        status_code=HTTP_200_OK,
+        operation_id="registerDevice",
+        responses=error_responses(400, 401, 413, 415, 422, 503),
+    )
     async def register_device(
         self,
         data: JSONBody[FcmTokenRequest],
@@ -85,7 +91,12 @@ class ProfilesController(Controller):
             ),
         )
 
-    @post("/assign-work/", status_code=HTTP_201_CREATED, operation_id="assignWork")
+    @post(
+        "/assign-work/",
+        status_code=HTTP_201_CREATED,
+        operation_id="assignWork",
+        responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503),
+    )
     async def assign_work(
         self,
         data: JSONBody[AssignWorkRequest],
@@ -121,7 +132,7 @@ class ProfilesController(Controller):
             ),
         )
 
-    @get("/work-orders/", operation_id="listWorkOrders")
+    @get("/work-orders/", operation_id="listWorkOrders", responses=error_responses(400, 401, 422, 503))
     async def list_work_orders(
         self,
         caller_id: NamedDependency[int],
@@ -135,7 +146,11 @@ class ProfilesController(Controller):
         orders = [views.work_order(o) for o in page.items]
         return envelope("Work orders", WorkOrderPage(orders, len(orders), page.next_cursor))
 
-    @patch("/provider-status/", operation_id="setProviderStatus")
+    @patch(
+        "/provider-status/",
+        operation_id="setProviderStatus",
+        responses=error_responses(400, 401, 403, 413, 415, 422, 503),
+    )
     async def set_provider_status(
         self,
         data: JSONBody[ProviderStatusRequest],
@@ -159,7 +174,7 @@ class ProfilesController(Controller):
             ),
         )
 
-    @get("/active-providers/", operation_id="listActiveProviders")
+    @get("/active-providers/", operation_id="listActiveProviders", responses=error_responses(400, 401, 422, 503))
     async def active_providers(
         self,
         caller_id: NamedDependency[int],
@@ -179,7 +194,12 @@ class ProfilesController(Controller):
         providers = [views.active_provider(p) for p in found]
         return envelope("Active providers", ActiveProvidersData(providers, len(providers)))
 
-    @post("/work-orders/{work_id:int}/respond/", status_code=HTTP_200_OK, operation_id="respondToWork")
+    @post(
+        "/work-orders/{work_id:int}/respond/",
+        status_code=HTTP_200_OK,
+        operation_id="respondToWork",
+        responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    )
     async def respond(
         self,
         work_id: PathId,
@@ -194,7 +214,12 @@ class ProfilesController(Controller):
             RespondData(work_id, result.order.status.value, data.accepted, result.seeker_notified_live),
         )
 
-    @post("/work-orders/{work_id:int}/cancel/", status_code=HTTP_200_OK, operation_id="cancelWork")
+    @post(
+        "/work-orders/{work_id:int}/cancel/",
+        status_code=HTTP_200_OK,
+        operation_id="cancelWork",
+        responses=error_responses(400, 401, 404, 409, 503),
+    )
     async def cancel(
         self, work_id: PathId, caller_id: NamedDependency[int], cancel_work: NamedDependency[CancelWork]
     ) -> Envelope[WorkOrderData]:
@@ -202,7 +227,7 @@ class ProfilesController(Controller):
         order = await cancel_work.execute(caller_id, work_id)
         return envelope("Work cancelled", views.work_order(order))
 
-    @get("/notifications/", operation_id="listNotifications")
+    @get("/notifications/", operation_id="listNotifications", responses=error_responses(400, 401, 422, 503))
     async def notifications(
         self,
         caller_id: NamedDependency[int],
@@ -215,7 +240,7 @@ class ProfilesController(Controller):
         items = [views.notification(n) for n in page.items]
         return envelope("Notifications", NotificationPage(items, len(items), page.next_cursor))
 
-    @get("/notifications/stats/", operation_id="deliveryStats")
+    @get("/notifications/stats/", operation_id="deliveryStats", responses=error_responses(400, 401, 403, 422, 503))
     async def delivery_stats(
         self,
         caller_id: NamedDependency[int],
@@ -236,7 +261,12 @@ class ProfilesController(Controller):
             ),
         )
 
-    @post("/notifications/{notification_id:int}/ack/", status_code=HTTP_200_OK, operation_id="acknowledgeNotification")
+    @post(
+        "/notifications/{notification_id:int}/ack/",
+        status_code=HTTP_200_OK,
+        operation_id="acknowledgeNotification",
+        responses=error_responses(400, 401, 404, 503),
+    )
     async def acknowledge(
         self,
         notification_id: PathId,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from domain.devices import PLATFORM_MAX, TOKEN_MAX
@@ -51,6 +52,28 @@ class ErrorBody(Struct):
     code: str
     field: str | None = None
     data: None = None
+
+
+# What each error status means here, and the codes it carries (README "Errors" has the same table).
+ERROR_STATUSES: dict[int, str] = {
+    400: "malformed_json (not JSON, not UTF-8, nested too deeply, a key twice, empty body), bad_request",
+    401: "not_authenticated (missing, malformed, expired or forged token), unknown_user (no profile for the token)",
+    403: "not_a_seeker, not_a_provider, not_an_operator: the caller's role cannot do this",
+    404: "not_found, work_order_not_found, notification_not_found (also for other people's things)",
+    409: "already_answered, provider_unavailable, invalid_transition",
+    413: "payload_too_large (bodies over 64 KiB)",
+    415: "unsupported_media_type (JSON bodies must be sent as application/json)",
+    422: "validation_error, invalid_input, invalid_location, unknown_provider: `field` names the offending field",
+    503: "storage_unavailable, schema_not_migrated: try again after Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for these error statuses, all in the error envelope (so generated clients model them)."""
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=ERROR_STATUSES[status], generate_examples=False)
+        for status in statuses
+    }
 
 
 class FcmTokenData(Struct):
