@@ -9,12 +9,15 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from entrypoints.container import close
 from tests.e2e.conftest import Admin
+
+ERROR_KEYS = {"status", "message", "code", "field", "data"}  # the ErrorBody schema of the document
 
 
 @pytest.fixture
@@ -29,6 +32,7 @@ async def callers(server):
 
 def fuzz(server, callers, max_examples: int) -> tuple[list[str], Counter]:
     schema = schemathesis.openapi.from_url(f"{server.base_url}/schema/openapi.json")
+    document = httpx.get(f"{server.base_url}/schema/openapi.json").json()
     who = itertools.cycle(callers)
     problems: list[str] = []
     statuses: Counter = Counter()
@@ -41,11 +45,14 @@ def fuzz(server, callers, max_examples: int) -> tuple[list[str], Counter]:
         def check(case):
             response = case.call(base_url=server.base_url, headers=next(who).headers, timeout=10)
             statuses[response.status_code] += 1
+            documented = document["paths"][case.path][case.method.lower()]["responses"]
+            if str(response.status_code) not in documented:
+                problems.append(f"{case.method} {case.path}: {response.status_code} is not in the document")
             if response.status_code >= 500:
                 problems.append(f"{case.method} {case.formatted_path} {case.query} {case.body!r}: {response.text}")
             elif response.status_code >= 400:
                 body = response.json()
-                if body.get("status") != "error" or not body.get("code"):
+                if set(body) != ERROR_KEYS or body["status"] != "error" or not body["code"] or body["data"] is not None:
                     problems.append(f"{case.method} {case.formatted_path}: not the error envelope: {body}")
 
         check()
