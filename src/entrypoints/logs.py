@@ -70,12 +70,23 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+_OUR_HANDLER = "workcast"
+
+
+def _writes_to_stderr(handler: logging.Handler) -> bool:
+    """Python's lastResort-style handlers (basicConfig's) would print every line a second time."""
+    return type(handler) is logging.StreamHandler and getattr(handler, "stream", None) in (sys.stderr, sys.stdout)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactSecrets())
+    handler.set_name(_OUR_HANDLER)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace our own handler (configured again: no duplicate lines); leave others', e.g. a test's capture.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _OUR_HANDLER and not _writes_to_stderr(h)]
+    root.addHandler(handler)
     root.setLevel(level)
     # Access logs of every request drown the useful lines; uvicorn's errors still come through.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

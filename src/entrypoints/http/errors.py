@@ -135,7 +135,7 @@ def on_validation_error(request: Request, error: ValidationException) -> Respons
     message = str(first.get("message") or error.detail)
     field = first.get("key")
     missing = _MISSING_FIELD.search(message)
-    if (missing and missing.group(1) == "data") or (field == "data" and "required" in message.lower()):
+    if (missing and missing.group(1) == "data") or field == "data" or message == "'data'":
         # Litestar does not decode an empty body at all: the handler's body parameter is missing.
         return _response(HTTP_400_BAD_REQUEST, "the request body is empty: send a JSON object", "malformed_json")
     field, text = validation_problem(message, field)

@@ -218,7 +218,7 @@ class ProfilesController(Controller):
         "/work-orders/{work_id:int}/cancel/",
         status_code=HTTP_200_OK,
         operation_id="cancelWork",
-        responses=error_responses(400, 401, 404, 409, 422, 503),
+        responses=error_responses(400, 401, 403, 404, 409, 422, 503),
     )
     async def cancel(
         self, work_id: PathId, caller_id: NamedDependency[int], cancel_work: NamedDependency[CancelWork]
