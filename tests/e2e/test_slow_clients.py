@@ -1,0 +1,87 @@
+"""Connections that hold a server slot without using it (slowloris, silent TCP, dead WebSocket peers) are closed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+
+import httpx
+
+from entrypoints.container import close
+from tests.e2e.conftest import Admin, running_server
+
+BOUNDS = {
+    "HTTP_HEADER_TIMEOUT_SECONDS": "1",
+    "HTTP_KEEPALIVE_TIMEOUT_SECONDS": "1",
+    "WS_PING_INTERVAL_SECONDS": "0.5",
+    "WS_PING_TIMEOUT_SECONDS": "1",
+}
+DEADLINE = 30.0  # generous: each bound above is 1 s
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True once the server has closed the connection (whatever it sent before)."""
+    async with asyncio.timeout(DEADLINE):
+        while await reader.read(4096):
+            pass
+    return True
+
+
+async def trickle(writer: asyncio.StreamWriter) -> None:
+    """A slowloris client: a header line every 0.2 s, never the blank line that ends the headers."""
+    with contextlib.suppress(OSError):
+        writer.write(b"GET /health HTTP/1.1\r\nHost: workcast\r\n")
+        while not writer.is_closing():
+            await asyncio.sleep(0.2)
+            writer.write(b"X-Slow: yes\r\n")
+            await writer.drain()
+
+
+async def test_slow_silent_and_idle_connections_are_closed(tmp_path):
+    with running_server({"WORKCAST_DATA_DIR": str(tmp_path), **BOUNDS}) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        tricklers = [asyncio.create_task(trickle(writer)) for _, writer in slow]
+        try:
+            # Meanwhile the server serves everybody else.
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+                assert (await http.get("/health")).status_code == 200
+            results = await asyncio.gather(*(closed_by_server(reader) for reader, _ in silent + slow))
+            assert all(results)
+
+            # A keep-alive connection that goes quiet after a request is closed too.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: workcast\r\n\r\n")
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            assert await closed_by_server(reader)
+        finally:
+            for task in tricklers:
+                task.cancel()
+            for _, writer in silent + slow:
+                writer.close()
+
+
+async def test_a_websocket_peer_that_never_answers_pings_is_closed(tmp_path):
+    with running_server({"WORKCAST_DATA_DIR": str(tmp_path), **BOUNDS}) as server:
+        admin = Admin(server.settings)
+        try:
+            provider = await admin.provider()
+        finally:
+            await close(admin.container)
+        port = int(server.base_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /ws/work/provider/?token={provider.token} HTTP/1.1\r\nHost: workcast\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        # Authenticated and open: the server pings every 0.5 s; a peer that never answers is dropped.
+        assert await closed_by_server(reader)
+        writer.close()
