@@ -121,6 +121,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         if settings.dispatcher_enabled:
             dispatcher = container.dispatcher()
             dispatcher_task = asyncio.create_task(dispatcher.run_forever(), name="dispatcher")
+        if settings.embedded and settings.data_dir_is_default:
+            log.warning(
+                "WORKCAST_DATA_DIR is not set: the data (database and JWT secret) is in .workcast of the folder"
+                " workcast started in; started elsewhere, it would be another database. Set it to pin one",
+                extra={"data_dir": str(settings.data_dir)},
+            )
         log.info(
             "workcast started",
             extra={
