@@ -16,6 +16,7 @@ class LocalSockets:
     def __init__(self, send_timeout: float = 5.0) -> None:
         self._by_user: dict[int, list[SocketSink]] = {}
         self._send_timeout = send_timeout
+        self._background: set[asyncio.Future] = set()
 
     def add(self, user_id: int, sink: SocketSink) -> bool:
         """Returns True when this is the user's first socket here."""
@@ -40,13 +41,26 @@ class LocalSockets:
         return len(self._by_user.get(user_id, ()))
 
     async def send(self, user_id: int, text: str) -> int:
-        """Write the text to every socket of the user; returns how many writes succeeded."""
+        """Write the text to every socket of the user; returns how many writes succeeded so far.
+
+        Returns as soon as one socket took it (the message reached the user): a frozen app beside a
+        healthy one must not hold the answer up, or the healthy delivery would be recorded as failed.
+        The slower writes go on in the background; each is bounded by the sink's own send timeout.
+        """
         sinks = list(self._by_user.get(user_id, ()))
         if not sinks:
             return 0
         if len(sinks) == 1:
             return int(await self._send_one(sinks[0], text))
-        return sum(await asyncio.gather(*(self._send_one(s, text) for s in sinks)))
+        pending = {asyncio.ensure_future(self._send_one(s, text)) for s in sinks}
+        succeeded = 0
+        while pending and not succeeded:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            succeeded += sum(task.result() for task in done)
+        for task in pending:
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return succeeded
 
     async def _send_one(self, sink: SocketSink, text: str) -> bool:
         try:

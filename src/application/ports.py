@@ -123,8 +123,15 @@ class NotificationRepository(Protocol):
         They are locked for this unit of work: another process claiming at the same time skips them.
         """
 
-    async def undelivered_for_user(self, user_id: int, since: datetime, limit: int) -> list[Notification]:
-        """Notifications to the user created at or after ``since`` and not acknowledged, oldest first."""
+    async def replay_for_user(
+        self, user_id: int, since: datetime, now: datetime, limit: int
+    ) -> list[tuple[Notification, WorkStatus]]:
+        """The user's unacknowledged notifications created since ``since``, newest first, at most ``limit``,
+        each with its order's current status; offers whose order is no longer pending or has expired by
+        ``now`` are left out (they can no longer be taken)."""
+
+    async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
+        """The recipient answered the order: its offers of that order count as received (never sent again)."""
 
     async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
         """The user's notifications, newest first, ids below ``before_id``."""

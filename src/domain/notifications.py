@@ -140,6 +140,7 @@ class Notification:
             self.next_attempt_at = None
 
     def acknowledge(self, now: datetime) -> None:
-        """The app displayed it. Acknowledging twice keeps the first time."""
+        """The app displayed it: never sent again, on any channel. Acknowledging twice keeps the first time."""
         if self.delivered_at is None:
             self.delivered_at = now
+        self.next_attempt_at = None

@@ -68,6 +68,8 @@ class Settings:
     ws_ping_interval: float
     ws_ping_timeout: float
     socket_recheck_interval: float
+    socket_send_queue: int
+    socket_send_timeout: float
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
     @property
@@ -133,6 +135,8 @@ class Settings:
             ws_ping_interval=read.number("WS_PING_INTERVAL_SECONDS", 20.0),
             ws_ping_timeout=read.number("WS_PING_TIMEOUT_SECONDS", 20.0),
             socket_recheck_interval=read.number("SOCKET_USER_RECHECK_SECONDS", 5.0),
+            socket_send_queue=read.integer("SOCKET_SEND_QUEUE", 32, minimum=1),
+            socket_send_timeout=read.number("SOCKET_SEND_TIMEOUT_SECONDS", 5.0),
             data_dir_is_default=not read.text("WORKCAST_DATA_DIR", ""),
         )
         settings.check()

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from domain.profiles import Role
 from entrypoints.container import build_container, close
@@ -142,18 +143,45 @@ async def http(server) -> httpx.AsyncClient:
 
 
 class Socket:
-    """A connected app: reads JSON messages with a timeout."""
+    """A connected app: reads JSON messages with a timeout.
+
+    ``open_socket`` reads the replay up to its ``replay_complete`` first (kept in ``replayed`` and
+    ``replay_complete``); ``receive`` hands the replayed messages out again before live ones, so a test
+    reads a socket in the order the server wrote it, without minding the end-of-replay marker.
+    """
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
+        self.replayed: list[dict] = []
+        self.replay_complete: dict | None = None
+        self._buffered: list[dict] = []
+        self._closed: ConnectionClosed | None = None
+
+    async def read_replay(self, within: float = 20.0) -> None:
+        try:
+            while True:
+                message = json.loads(await asyncio.wait_for(self.connection.recv(), within))
+                if message.get("type") == "replay_complete":
+                    self.replay_complete = message
+                    break
+                self.replayed.append(message)
+        except ConnectionClosed as closed:  # refused at connect (4401, 4403): receive() raises it
+            self._closed = closed
+        self._buffered = list(self.replayed)
 
     async def receive(self, within: float = 20.0) -> dict:
+        if self._buffered:
+            return self._buffered.pop(0)
+        if self._closed is not None:
+            raise self._closed
         return json.loads(await asyncio.wait_for(self.connection.recv(), within))
 
     async def send(self, message: dict | str) -> None:
         await self.connection.send(message if isinstance(message, str) else json.dumps(message))
 
     async def nothing_within(self, seconds: float) -> bool:
+        if self._buffered:
+            return False
         try:
             await asyncio.wait_for(self.connection.recv(), seconds)
         except TimeoutError:
@@ -165,7 +193,9 @@ class Socket:
 async def open_socket(server: Server, path: str, token: str | None = None, headers: dict | None = None):
     url = f"{server.ws_url}{path}" + (f"?token={token}" if token else "")
     async with connect(url, additional_headers=headers or {}, open_timeout=20) as connection:
-        yield Socket(connection)
+        socket = Socket(connection)
+        await socket.read_replay()
+        yield socket
 
 
 def seed_assignment(provider_id: int) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import httpx
@@ -167,5 +168,6 @@ async def test_workcast_serve_declines_per_message_deflate(tmp_path, admin):
         url = f"ws://127.0.0.1:{port}/ws/work/provider/?token={provider.token}"
         async with connect(url, compression="deflate") as ws:
             await ws.send('{"type": "ping"}')
+            assert json.loads(await ws.recv())["type"] == "replay_complete"
             assert await ws.recv() == '{"type":"pong"}'
             assert ws.protocol.extensions == []

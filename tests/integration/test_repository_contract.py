@@ -41,10 +41,10 @@ def new_order(seeker, provider, at=T0) -> WorkOrder:
     )
 
 
-def new_notification(recipient, order, at=T0, **fields) -> Notification:
+def new_notification(recipient, order, at=T0, kind=NotificationKind.WORK_ASSIGNED, **fields) -> Notification:
     return Notification(
         recipient_id=recipient.id,
-        kind=NotificationKind.WORK_ASSIGNED,
+        kind=kind,
         work_id=order.id,
         payload={"work_id": order.id, "latitude": 12.345, "nested": {"a": [1, "b"]}, "text": "ünïcode"},
         created_at=at,
@@ -196,12 +196,48 @@ async def test_notifications_round_trip_claim_replay_and_history(uow_factory):
         assert stored == first and stored.push_state is PushState.SENT
         assert stored.socket_state is SocketState.NOT_CONNECTED and stored.next_attempt_at is None
         assert stored.payload == {"work_id": order.id, "latitude": 12.345, "nested": {"a": [1, "b"]}, "text": "ünïcode"}
-        replay = await uow.notifications.undelivered_for_user(provider.id, T0, 10)
-        assert [n.id for n in replay] == [second.id]
-        assert await uow.notifications.undelivered_for_user(provider.id, T0 + timedelta(seconds=2), 10) == []
+        replay = await uow.notifications.replay_for_user(provider.id, T0, T0, 10)
+        assert [(n.id, status) for n, status in replay] == [(second.id, WorkStatus.PENDING)]
+        assert await uow.notifications.replay_for_user(provider.id, T0 + timedelta(seconds=2), T0, 10) == []
+        # An acknowledged notification is never due again, whatever a late outcome write says.
+        first.next_attempt_at = T0
+        await uow.notifications.save_delivery(first)
+        assert first.id not in [n.id for n in await uow.notifications.claim_due(T0 + timedelta(hours=1), 10)]
         history = await uow.notifications.list_for_user(provider.id, 10, None)
         assert [n.id for n in history] == [second.id, first.id]
         assert [n.id for n in await uow.notifications.list_for_user(provider.id, 10, second.id)] == [first.id]
+
+
+async def test_replay_is_newest_first_with_current_status_and_no_dead_offers(uow_factory):
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        live = await uow.work_orders.add(new_order(seeker, provider))
+        taken = await uow.work_orders.add(new_order(seeker, provider))
+        stale = await uow.work_orders.add(new_order(seeker, provider, T0 - timedelta(minutes=20)))
+        # 'live' is pending and can be taken; 'taken' was accepted; 'stale' is past its time to answer.
+        live_offer = new_notification(provider, live)
+        taken_offer = new_notification(provider, taken)
+        stale_offer = new_notification(provider, stale)
+        told = new_notification(provider, taken, kind=NotificationKind.WORK_CANCELLED)
+        await uow.notifications.add_many([live_offer, taken_offer, stale_offer, told])
+        taken.answer(provider.id, True, T0)
+        await uow.work_orders.save_transition(taken, WorkStatus.PENDING)
+        await uow.commit()
+    now = T0 + timedelta(seconds=1)
+    async with uow_factory() as uow:
+        rows = await uow.notifications.replay_for_user(provider.id, T0, now, 10)
+        assert [(n.id, s) for n, s in rows] == [(told.id, WorkStatus.ACCEPTED), (live_offer.id, WorkStatus.PENDING)]
+        later = T0 + timedelta(minutes=10, seconds=1)  # past every order's expiry: offers drop out
+        assert [n.id for n, _ in await uow.notifications.replay_for_user(provider.id, T0, later, 10)] == [told.id]
+        assert len(await uow.notifications.replay_for_user(provider.id, T0, now, 1)) == 1
+        await uow.notifications.acknowledge_offers(live.id, provider.id, now)
+        await uow.notifications.acknowledge_offers(taken.id, seeker.id, now)  # not the recipient: nothing
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.notifications.get(live_offer.id)).delivered_at == now
+        assert (await uow.notifications.get(taken_offer.id)).delivered_at is None
+        assert (await uow.notifications.get(told.id)).delivered_at is None  # only offers are acknowledged
+        assert live_offer.id not in [n.id for n, _ in await uow.notifications.replay_for_user(provider.id, T0, now, 10)]
 
 
 async def test_delivery_stats_count_by_derived_status_channel_and_error(uow_factory):

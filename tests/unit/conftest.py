@@ -40,6 +40,7 @@ class FakeSocket:
 
     frames: list[dict] = field(default_factory=list)
     broken: bool = False
+    replay_complete: dict | None = None  # the message that ended the replay on connect
 
     async def __call__(self, text: str) -> None:
         if self.broken:
@@ -110,10 +111,11 @@ class World:
         """Open a socket the way the WebSocket endpoint does: subscribe, then replay what is undelivered."""
         socket = FakeSocket()
         await self.broker.subscribe(user.id, socket)
-        _, replayed = await self.replay.on_connect(user.id)
-        for message in replayed:
+        _, replay = await self.replay.on_connect(user.id)
+        for message in replay.messages:
             await socket(json.dumps(message))
-        await self.replay.record_shown(user.id, [m["notification_id"] for m in replayed])
+        socket.replay_complete = replay.complete()
+        await self.replay.record_shown(user.id, [m["notification_id"] for m in replay.messages])
         return socket
 
     async def assign(self, seeker: Profile, provider: Profile, **overrides) -> WorkAssignment:

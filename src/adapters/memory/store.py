@@ -26,7 +26,7 @@ from application.ports import (
     WorkOrderRepository,
 )
 from domain.devices import DeviceToken
-from domain.notifications import Notification, PushState, SocketState
+from domain.notifications import Notification, NotificationKind, PushState, SocketState
 from domain.profiles import Profile, Role
 from domain.work_orders import WorkOrder, WorkStatus
 
@@ -221,6 +221,8 @@ class MemoryNotificationRepository(NotificationRepository):
         if stored.socket_state is SocketState.SENT:
             new.socket_state, new.socket_error = SocketState.SENT, None
         new.delivered_at = stored.delivered_at or new.delivered_at
+        if new.delivered_at is not None:
+            new.next_attempt_at = None  # acknowledged: nothing is sent again
         self._t.notifications[new.id] = new  # type: ignore[index]
 
     async def save_deliveries(self, notifications: Sequence[Notification]) -> None:
@@ -228,17 +230,33 @@ class MemoryNotificationRepository(NotificationRepository):
             await self.save_delivery(n)
 
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
-        due = [n for n in self._t.notifications.values() if n.next_attempt_at is not None and n.next_attempt_at <= now]
+        due = [
+            n
+            for n in self._t.notifications.values()
+            if n.next_attempt_at is not None and n.next_attempt_at <= now and n.delivered_at is None
+        ]
         due.sort(key=lambda n: (n.next_attempt_at, n.id or 0))
         return [_copy(n) for n in due[:limit]]
 
-    async def undelivered_for_user(self, user_id: int, since: datetime, limit: int) -> list[Notification]:
-        found = [
-            n
-            for n in self._t.notifications.values()
-            if n.recipient_id == user_id and n.delivered_at is None and n.created_at >= since
-        ]
-        return [_copy(n) for n in sorted(found, key=lambda n: n.id or 0)[:limit]]
+    async def replay_for_user(
+        self, user_id: int, since: datetime, now: datetime, limit: int
+    ) -> list[tuple[Notification, WorkStatus]]:
+        found = []
+        for n in self._t.notifications.values():
+            if n.recipient_id != user_id or n.delivered_at is not None or n.created_at < since:
+                continue
+            order = self._t.work_orders[n.work_id]
+            if n.kind is NotificationKind.WORK_ASSIGNED and not (
+                order.status is WorkStatus.PENDING and order.expires_at > now
+            ):
+                continue  # an offer that can no longer be taken is not shown as one
+            found.append((_copy(n), order.status))
+        return sorted(found, key=lambda pair: -(pair[0].id or 0))[:limit]
+
+    async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
+        for n in self._t.notifications.values():
+            if n.work_id == work_id and n.recipient_id == recipient_id and n.kind is NotificationKind.WORK_ASSIGNED:
+                n.acknowledge(now)
 
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
         recent = [n for n in self._t.notifications.values() if n.created_at >= since]

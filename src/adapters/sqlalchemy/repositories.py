@@ -385,10 +385,49 @@ SAVE_DELIVERY = (
         socket_state=_unless_sent("socket_state", "socket_state"),
         socket_error=_unless_sent("socket_state", "socket_error"),
         attempts=bindparam("b_attempts"),
-        next_attempt_at=bindparam("b_next_attempt_at"),
+        # Acknowledged (here or by the app meanwhile): nothing is sent again.
+        next_attempt_at=case(
+            (notifications.c.delivered_at.is_not(None), None),
+            (bindparam("b_delivered_at", type_=UtcDateTime).is_not(None), None),
+            else_=bindparam("b_next_attempt_at", type_=UtcDateTime),
+        ),
         last_attempt_at=bindparam("b_last_attempt_at"),
         delivered_at=func.coalesce(notifications.c.delivered_at, bindparam("b_delivered_at", type_=UtcDateTime)),
     )
+)
+
+
+# A connecting socket's replay: unacknowledged, recent, newest first, with the order's current status;
+# an offer that can no longer be taken (answered, cancelled, expired) is not replayed as one.
+REPLAY = (
+    select(notifications, work_orders.c.status.label("order_status"))
+    .join(work_orders, work_orders.c.id == notifications.c.work_id)
+    .where(
+        notifications.c.recipient_id == bindparam("user_id"),
+        notifications.c.delivered_at.is_(None),
+        notifications.c.created_at >= bindparam("since", type_=UtcDateTime),
+        or_(
+            notifications.c.kind != NotificationKind.WORK_ASSIGNED.value,
+            and_(
+                work_orders.c.status == WorkStatus.PENDING.value,
+                work_orders.c.expires_at > bindparam("now", type_=UtcDateTime),
+            ),
+        ),
+    )
+    .order_by(notifications.c.id.desc())
+    .limit(bindparam("limit"))
+)
+
+# Answering an order is proof its offer arrived: acknowledged, never sent or replayed again.
+ACKNOWLEDGE_OFFERS = (
+    update(notifications)
+    .where(
+        notifications.c.work_id == bindparam("b_work_id"),
+        notifications.c.recipient_id == bindparam("b_recipient_id"),
+        notifications.c.kind == NotificationKind.WORK_ASSIGNED.value,
+        notifications.c.delivered_at.is_(None),
+    )
+    .values(delivered_at=bindparam("b_now", type_=UtcDateTime), next_attempt_at=None)
 )
 
 
@@ -442,7 +481,11 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
         query = (
             select(notifications)
-            .where(notifications.c.next_attempt_at.is_not(None), notifications.c.next_attempt_at <= now)
+            .where(
+                notifications.c.next_attempt_at.is_not(None),
+                notifications.c.next_attempt_at <= now,
+                notifications.c.delivered_at.is_(None),
+            )
             .order_by(notifications.c.next_attempt_at, notifications.c.id)
             .limit(limit)
         )
@@ -451,20 +494,14 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             query = query.with_for_update(skip_locked=True)
         return [_notification(row) for row in await self._c.execute(query)]
 
-    async def undelivered_for_user(self, user_id: int, since: datetime, limit: int) -> list[Notification]:
-        rows = await self._c.execute(
-            select(notifications)
-            .where(
-                and_(
-                    notifications.c.recipient_id == user_id,
-                    notifications.c.delivered_at.is_(None),
-                    notifications.c.created_at >= since,
-                )
-            )
-            .order_by(notifications.c.id)
-            .limit(limit)
-        )
-        return [_notification(row) for row in rows]
+    async def replay_for_user(
+        self, user_id: int, since: datetime, now: datetime, limit: int
+    ) -> list[tuple[Notification, WorkStatus]]:
+        rows = await self._c.execute(REPLAY, {"user_id": user_id, "since": since, "now": now, "limit": limit})
+        return [(_notification(row), WorkStatus(row.order_status)) for row in rows]
+
+    async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
+        await self._c.execute(ACKNOWLEDGE_OFFERS, {"b_work_id": work_id, "b_recipient_id": recipient_id, "b_now": now})
 
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
         recent = notifications.c.created_at >= since

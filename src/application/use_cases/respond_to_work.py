@@ -54,6 +54,8 @@ class RespondToWork:
             order.answer(provider_id, accepted, now)
             if not await uow.work_orders.save_transition(order, WorkStatus.PENDING):
                 raise AlreadyAnswered("this work order was answered a moment ago")
+            # Answering is proof the offer arrived (the seed's app never sends ack): never sent or replayed again.
+            await uow.notifications.acknowledge_offers(work_id, provider_id, now)
             notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
             await uow.commit()
         await self._delivery.deliver(notifications, devices, self._policy.request_budget)

@@ -182,6 +182,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         respond=container.respond_to_work(),
         acknowledge=container.acknowledge_notification(),
         sessions=LiveSessions(),
+        send_queue=settings.socket_send_queue,
+        send_timeout=settings.socket_send_timeout,
     )
     app.state.container = container
     app.state.tokens = container.tokens()

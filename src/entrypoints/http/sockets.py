@@ -1,7 +1,7 @@
 """WebSockets at /ws/work/provider/ and /ws/work/seeker/: live notifications, answers and acknowledgements.
 
 On connect: authenticate (close 4401 if the token is bad), check the role (close 4403 on the wrong
-path), subscribe to the user's messages, replay what the user has not acknowledged (oldest first),
+path), subscribe to the user's messages, replay what the user has not acknowledged (actionable offers first),
 then serve messages from the app. Every message is handled in its own unit of work.
 
 The app hands these connections over before Litestar's routing (``WorkcastApp`` in app.py) and
@@ -29,7 +29,7 @@ from application.errors import StorageUnavailable
 from application.ports import RealtimeBroker
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.find_unknown_users import FindUnknownUsers
-from application.use_cases.replay_undelivered import ReplayUndelivered
+from application.use_cases.replay_undelivered import Replay, ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from domain.errors import DomainError, NotAProvider, ProfileNotFound
 from domain.profiles import Role
@@ -43,6 +43,8 @@ from entrypoints.http.errors import (
 )
 
 log = logging.getLogger(__name__)
+CLOSE_TOO_SLOW = 4408  # the app does not read what it is sent
+_closing: set[asyncio.Task] = set()  # closes of stuck sockets in progress (asyncio keeps only weak references)
 MAX_MESSAGE_BYTES = 16 * 1024
 
 
@@ -77,6 +79,8 @@ class SocketServices:
     respond: RespondToWork
     acknowledge: AcknowledgeNotification
     sessions: LiveSessions
+    send_queue: int = 32  # writes that may wait for one socket to drain (SOCKET_SEND_QUEUE)
+    send_timeout: float = 5.0  # seconds one write may wait (SOCKET_SEND_TIMEOUT_SECONDS)
 
 
 class SocketClosed(Exception):
@@ -129,7 +133,7 @@ class AsgiSocket:
 class WorkSocket:
     """One connected app of one user."""
 
-    __slots__ = ("_held", "_replaying", "_services", "_socket", "_user_id", "role")
+    __slots__ = ("_held", "_replaying", "_sending", "_services", "_socket", "_stuck", "_user_id", "role")
 
     def __init__(self, socket: AsgiSocket, user_id: int, services: SocketServices) -> None:
         self._socket = socket
@@ -138,18 +142,51 @@ class WorkSocket:
         self.role: Role | None = None  # the role only: the whole profile would stay in memory per socket
         self._replaying = True
         self._held: list[str] = []
+        self._sending = 0  # writes waiting for this socket to drain
+        self._stuck = False
 
     async def deliver(self, text: str) -> None:
-        """The broker's way in. Live messages wait while the replay runs, so the order stays oldest first."""
+        """The broker's way in. Live messages wait while the replay runs, so they come after it.
+
+        A socket whose app stopped reading (a frozen phone) must not hold up anyone: at most
+        ``send_queue`` writes wait for it to drain, each at most ``send_timeout``; past that it is
+        closed (4408) and counted out, and the app gets what it missed by replay when it reconnects.
+        """
         if self._replaying:
             self._held.append(text)
             return
-        await self._socket.send_text(text)
+        if self._stuck or self._sending >= self._services.send_queue:
+            self._give_up()
+            raise SocketClosed
+        self._sending += 1
+        try:
+            async with asyncio.timeout(self._services.send_timeout):
+                await self._socket.send_text(text)
+        except TimeoutError:
+            self._give_up()
+            raise SocketClosed from None
+        finally:
+            self._sending -= 1
 
-    async def replay(self, messages: list[dict[str, Any]]) -> None:
-        for message in messages:
+    def _give_up(self) -> None:
+        if self._stuck:
+            return
+        self._stuck = True
+        log.warning("socket too slow to drain: closing it", extra={"user_id": self._user_id})
+        task = asyncio.create_task(self._close_stuck())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    async def _close_stuck(self) -> None:
+        await self._services.broker.unsubscribe(self._user_id, self.deliver)
+        # Waits until the peer drains or uvicorn's ping timeout drops the connection.
+        await self._socket.close(CLOSE_TOO_SLOW, "not reading: reconnect")
+
+    async def replay(self, replay: Replay) -> None:
+        for message in replay.messages:
             await self._socket.send_text(_encode(message).decode())
-        replayed = {m["notification_id"] for m in messages}
+        await self._socket.send_text(_encode(replay.complete()).decode())
+        replayed = {m["notification_id"] for m in replay.messages}
         await self._services.replay.record_shown(self._user_id, replayed)
         self._replaying = False
         held, self._held = self._held, []
@@ -252,7 +289,7 @@ async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, s
     await broker.subscribe(user_id, session.deliver)
     try:
         try:
-            profile, messages = await services.replay.on_connect(user_id)
+            profile, replay = await services.replay.on_connect(user_id)
         except ProfileNotFound as error:
             await socket.close(CLOSE_UNAUTHORIZED, str(error)[:120])
             return
@@ -263,8 +300,8 @@ async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, s
             return
         log.info("socket connected", extra={"user_id": user_id, "role": role.value})
         services.sessions.add(user_id, session)
-        await session.replay(messages)
-        del messages
+        await session.replay(replay)
+        del replay
         await session.serve()
     except SocketClosed:
         pass
