@@ -133,6 +133,11 @@ class NotificationRepository(Protocol):
     async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
         """The recipient answered the order: its offers of that order count as received (never sent again)."""
 
+    async def retry_sockets_now(self, user_ids: Collection[int], since: datetime, now: datetime) -> int:
+        """After a broker outage: make due now, on the socket channel, the unacknowledged notifications that the
+        outage kept from sockets: those of ``user_ids`` created since ``since`` and recorded not connected, and
+        any whose socket attempt failed because the broker was unavailable. Returns how many."""
+
     async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
         """The user's notifications, newest first, ids below ``before_id``."""
 
@@ -220,6 +225,10 @@ class PushSender(Protocol):
 SocketSink = Callable[[str], Awaitable[None]]
 """Writes one encoded text frame to one live socket."""
 
+BrokerReconnected = Callable[[list[int], timedelta], Awaitable[None]]
+"""Called after the broker's subscription was lost and is back: this instance's users, and for how long
+messages to them may have been missed."""
+
 
 @runtime_checkable
 class RealtimeBroker(Protocol):
@@ -236,6 +245,9 @@ class RealtimeBroker(Protocol):
 
     async def is_healthy(self) -> bool:
         """Can messages be carried right now? (Readiness checks ask this.)"""
+
+    def on_reconnect(self, callback: BrokerReconnected) -> None:
+        """Call ``callback`` each time the subscription comes back after a loss (never, for an in-process broker)."""
 
     async def online(self, user_ids: Collection[int]) -> set[int]:
         """Which of these users have a live socket right now, on any instance.

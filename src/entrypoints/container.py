@@ -22,6 +22,7 @@ from application.ports import PushSender, RealtimeBroker
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.assign_work import AssignWork
 from application.use_cases.cancel_work import CancelWork
+from application.use_cases.catch_up_sockets import CatchUpSockets
 from application.use_cases.create_profile import CreateProfile
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
@@ -139,6 +140,7 @@ class Container(containers.DeclarativeContainer):
         delivery_policy.provided.claim_batch,
     )
     find_unknown_users = providers.Singleton(FindUnknownUsers, unit_of_work.provider)
+    catch_up_sockets = providers.Singleton(CatchUpSockets, unit_of_work.provider, clock)
     replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
 
 

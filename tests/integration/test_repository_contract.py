@@ -240,6 +240,43 @@ async def test_replay_is_newest_first_with_current_status_and_no_dead_offers(uow
         assert live_offer.id not in [n.id for n, _ in await uow.notifications.replay_for_user(provider.id, T0, now, 10)]
 
 
+async def test_after_a_broker_outage_what_sockets_missed_is_due_again(uow_factory):
+    seeker, (provider, other) = await add_people(uow_factory)
+    later = T0 + timedelta(hours=1)
+    async with uow_factory() as uow:
+        open_order = await uow.work_orders.add(new_order(seeker, provider))
+        taken = await uow.work_orders.add(new_order(seeker, provider))
+        missed = new_notification(provider, open_order, socket_state=SocketState.NOT_CONNECTED)
+        elsewhere = new_notification(other, open_order, socket_state=SocketState.NOT_CONNECTED)
+        too_old = new_notification(
+            provider, open_order, T0 - timedelta(hours=1), socket_state=SocketState.NOT_CONNECTED
+        )
+        dead_offer = new_notification(provider, taken, socket_state=SocketState.NOT_CONNECTED)
+        backing_off = new_notification(
+            seeker,
+            open_order,
+            kind=NotificationKind.WORK_ACCEPTED,
+            socket_state=SocketState.PENDING,
+            socket_error="broker_unavailable",
+            next_attempt_at=later,
+        )
+        acked = new_notification(provider, open_order, socket_state=SocketState.NOT_CONNECTED, delivered_at=T0)
+        await uow.notifications.add_many([missed, elsewhere, too_old, dead_offer, backing_off, acked])
+        taken.answer(provider.id, True, T0)
+        await uow.work_orders.save_transition(taken, WorkStatus.PENDING)
+        await uow.commit()
+    now = T0 + timedelta(minutes=1)
+    async with uow_factory() as uow:
+        assert await uow.notifications.retry_sockets_now([provider.id], T0, now) == 2
+        await uow.commit()
+    async with uow_factory() as uow:
+        due = {n.id: n for n in await uow.notifications.claim_due(now, 10)}
+        assert set(due) == {missed.id, backing_off.id}
+        assert due[missed.id].socket_state is SocketState.PENDING
+        assert due[missed.id].socket_error == "missed_during_broker_outage"
+        assert (await uow.notifications.get(elsewhere.id)).socket_state is SocketState.NOT_CONNECTED
+
+
 async def test_delivery_stats_count_by_derived_status_channel_and_error(uow_factory):
     seeker, (provider, _) = await add_people(uow_factory)
     async with uow_factory() as uow:

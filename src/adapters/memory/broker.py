@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from application.local_sockets import LocalSockets
-from application.ports import RealtimeBroker, SocketSink
+from application.ports import BrokerReconnected, RealtimeBroker, SocketSink
 
 
 def encode_message(message: Mapping[str, Any]) -> str:
@@ -32,6 +32,9 @@ class InProcessBroker(RealtimeBroker):
 
     async def is_healthy(self) -> bool:
         return True
+
+    def on_reconnect(self, callback: BrokerReconnected) -> None:
+        """In one process the subscription is never lost."""
 
     async def online(self, user_ids: Collection[int]) -> set[int]:
         return {user_id for user_id in user_ids if self.sockets.count(user_id)}

@@ -253,6 +253,34 @@ class MemoryNotificationRepository(NotificationRepository):
             found.append((_copy(n), order.status))
         return sorted(found, key=lambda pair: -(pair[0].id or 0))[:limit]
 
+    async def retry_sockets_now(self, user_ids: Collection[int], since: datetime, now: datetime) -> int:
+        users = set(user_ids)
+        changed = 0
+        for n in self._t.notifications.values():
+            if n.delivered_at is not None:
+                continue
+            order = self._t.work_orders[n.work_id]
+            actionable = n.kind is not NotificationKind.WORK_ASSIGNED or order.status is WorkStatus.PENDING
+            missed = (
+                n.recipient_id in users
+                and n.socket_state is SocketState.NOT_CONNECTED
+                and n.created_at >= since
+                and actionable
+            )
+            if missed:
+                n.socket_retry("missed_during_broker_outage")
+                n.next_attempt_at = now
+                changed += 1
+            elif (
+                n.socket_state is SocketState.PENDING
+                and n.socket_error == "broker_unavailable"
+                and n.next_attempt_at is not None
+                and n.next_attempt_at > now
+            ):
+                n.next_attempt_at = now
+                changed += 1
+        return changed
+
     async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
         for n in self._t.notifications.values():
             if n.work_id == work_id and n.recipient_id == recipient_id and n.kind is NotificationKind.WORK_ASSIGNED:

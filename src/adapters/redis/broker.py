@@ -27,6 +27,7 @@ import logging
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -35,9 +36,12 @@ from redis.exceptions import RedisError
 
 from application.errors import BrokerUnavailable
 from application.local_sockets import LocalSockets
-from application.ports import RealtimeBroker, SocketSink
+from application.ports import BrokerReconnected, RealtimeBroker, SocketSink
 
 log = logging.getLogger(__name__)
+# A lost subscription is retried after 0.1 s, doubling up to this: after a Redis restart, this is
+# how long at most an instance stays deaf (then it catches up what it missed).
+MAX_RECONNECT_DELAY = 2.0
 _encode = msgspec.json.Encoder().encode
 
 
@@ -65,6 +69,7 @@ class RedisBroker(RealtimeBroker):
         self._in_flight: set[asyncio.Task] = set()
         self._listening = asyncio.Event()
         self._subscribe_lock: asyncio.Lock | None = None
+        self._reconnected: list[BrokerReconnected] = []
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -147,6 +152,9 @@ class RedisBroker(RealtimeBroker):
         except (RedisError, OSError):
             return False
 
+    def on_reconnect(self, callback: BrokerReconnected) -> None:
+        self._reconnected.append(callback)
+
     async def online(self, user_ids: Collection[int]) -> set[int]:
         ids = list(user_ids)
         if not ids:
@@ -176,13 +184,16 @@ class RedisBroker(RealtimeBroker):
     async def _listen(self) -> None:
         """The one subscriber connection of this instance. Reconnects with backoff and resubscribes."""
         backoff = 0.1
+        lost_at: float | None = None
         while True:
             try:
                 wanted = [self._reply_channel] + [self._user_channel(u) for u in self.sockets.users()]
                 await self._subscribe(*wanted)
-                if backoff > 0.1:
+                if lost_at is not None:
                     log.info("redis subscriber reconnected", extra={"channels": len(wanted)})
                     await self._mark_present(self.sockets.users())
+                    self._caught_up(time.monotonic() - lost_at)
+                    lost_at = None
                 self._listening.set()
                 backoff = 0.1
                 async for message in self._pubsub.listen():
@@ -192,16 +203,26 @@ class RedisBroker(RealtimeBroker):
                 raise
             except (RedisError, OSError) as error:
                 self._listening.clear()
+                lost_at = lost_at if lost_at is not None else time.monotonic()
                 log.warning(
                     "redis subscriber disconnected; reconnecting", extra={"error": repr(error), "in_seconds": backoff}
                 )
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_RECONNECT_DELAY)
             except Exception:
                 self._listening.clear()
+                lost_at = lost_at if lost_at is not None else time.monotonic()
                 log.exception("redis listener failed; restarting")
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_RECONNECT_DELAY)
+
+    def _caught_up(self, down_for: float) -> None:
+        """Tell whoever asked (on_reconnect) that messages to our users may have been missed for ``down_for`` s."""
+        users = self.sockets.users()
+        for callback in self._reconnected:
+            task = asyncio.create_task(callback(users, timedelta(seconds=down_for)))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
     async def _on_message(self, channel: str, data: str) -> None:
         if channel == self._reply_channel:

@@ -431,6 +431,43 @@ ACKNOWLEDGE_OFFERS = (
 )
 
 
+_STILL_ACTIONABLE = or_(
+    notifications.c.kind != NotificationKind.WORK_ASSIGNED.value,
+    select(work_orders.c.id)
+    .where(work_orders.c.id == notifications.c.work_id, work_orders.c.status == WorkStatus.PENDING.value)
+    .exists(),
+)
+# After a broker outage: what the outage kept from this instance's sockets is due again now...
+RETRY_MISSED_ON_SOCKETS = _per_dialect(
+    lambda dialect: (
+        update(notifications)
+        .where(
+            _one_of(notifications.c.recipient_id, dialect),
+            notifications.c.delivered_at.is_(None),
+            notifications.c.socket_state == SocketState.NOT_CONNECTED.value,
+            notifications.c.created_at >= bindparam("b_since", type_=UtcDateTime),
+            _STILL_ACTIONABLE,
+        )
+        .values(
+            socket_state=SocketState.PENDING.value,
+            socket_error="missed_during_broker_outage",
+            next_attempt_at=bindparam("b_now", type_=UtcDateTime),
+        )
+    )
+)
+# ...and so is every socket attempt that failed because the broker was down, without waiting for its backoff.
+RETRY_BROKER_FAILURES = (
+    update(notifications)
+    .where(
+        notifications.c.delivered_at.is_(None),
+        notifications.c.next_attempt_at > bindparam("b_now", type_=UtcDateTime),
+        notifications.c.socket_state == SocketState.PENDING.value,
+        notifications.c.socket_error == "broker_unavailable",
+    )
+    .values(next_attempt_at=bindparam("b_now", type_=UtcDateTime))
+)
+
+
 class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     async def add_many(self, new: Sequence[Notification]) -> None:
         if not new:
@@ -499,6 +536,18 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     ) -> list[tuple[Notification, WorkStatus]]:
         rows = await self._c.execute(REPLAY, {"user_id": user_id, "since": since, "now": now, "limit": limit})
         return [(_notification(row), WorkStatus(row.order_status)) for row in rows]
+
+    async def retry_sockets_now(self, user_ids: Collection[int], since: datetime, now: datetime) -> int:
+        changed = 0
+        if user_ids:
+            changed += (
+                await self._c.execute(
+                    RETRY_MISSED_ON_SOCKETS[self._c.dialect.name],
+                    {"ids": list(user_ids), "b_since": since, "b_now": now},
+                )
+            ).rowcount
+        changed += (await self._c.execute(RETRY_BROKER_FAILURES, {"b_now": now})).rowcount
+        return changed
 
     async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
         await self._c.execute(ACKNOWLEDGE_OFFERS, {"b_work_id": work_id, "b_recipient_id": recipient_id, "b_now": now})

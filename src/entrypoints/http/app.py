@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade_async(database_settings(settings).url)
+        container.broker().on_reconnect(container.catch_up_sockets().execute)
         await container.broker().start()
         recheck_task = asyncio.create_task(
             app.sockets.sessions.recheck_forever(container.find_unknown_users(), settings.socket_recheck_interval),
