@@ -169,6 +169,10 @@ class Socket:
             self._closed = closed
         self._buffered = list(self.replayed)
 
+    def skip_replay(self) -> None:
+        """From now on ``receive`` reads live messages only (the replay was checked through ``replayed``)."""
+        self._buffered.clear()
+
     async def receive(self, within: float = 20.0) -> dict:
         if self._buffered:
             return self._buffered.pop(0)

@@ -102,6 +102,13 @@ class WorkcastMachine(RuleBasedStateMachine):
         assert order.id not in self.answers
         self.answers[order.id] = who.id
         assert result.order.status is (WorkStatus.ACCEPTED if accepted else WorkStatus.REJECTED)
+        # Answering is proof the offer arrived: it is acknowledged, never sent or replayed again.
+        offers = [
+            n
+            for n in self.world.store.tables.notifications.values()
+            if n.work_id == order.id and n.kind is NotificationKind.WORK_ASSIGNED
+        ]
+        assert offers and all(n.delivered_at is not None for n in offers)
 
     @precondition(lambda self: self.world.store.tables.work_orders)
     @rule(actor=st.integers(0, 4), pick=st.integers(0, 50))
@@ -164,7 +171,32 @@ class WorkcastMachine(RuleBasedStateMachine):
         except DomainError as error:
             assert error.code == "notification_not_found" and n.recipient_id != self.everyone[who].id
 
+    @rule(who=st.integers(0, 4))
+    def replay_tells_the_current_truth(self, who):
+        """A socket that connects now sees only offers it can still take, first, and every order's current status."""
+        if self.world.broker.down:
+            return
+        person = self.everyone[who]
+        socket = self.run(self.world.connect(person))
+        self.run(self.world.broker.unsubscribe(person.id, socket))
+        now = self.world.clock.now()
+        orders = self.world.store.tables.work_orders
+        kinds = [m["type"] for m in socket.frames]
+        assert kinds == sorted(kinds, key=lambda k: k != "work_assigned"), "actionable offers come first"
+        for message in socket.frames:
+            order = orders[message["work_id"]]
+            assert message["status"] == order.status.value
+            if message["type"] == "work_assigned":
+                assert order.status is WorkStatus.PENDING and order.expires_at > now
+        assert socket.replay_complete == {"type": "replay_complete", "count": len(kinds), "truncated": False}
+
     # --- invariants -----------------------------------------------------------------------------
+
+    @invariant()
+    def acknowledged_is_never_due_again(self):
+        for n in self.world.store.tables.notifications.values():
+            if n.delivered_at is not None:
+                assert n.next_attempt_at is None
 
     @invariant()
     def terminal_states_never_change(self):
