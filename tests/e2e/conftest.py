@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
@@ -23,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from domain.profiles import Role
 from entrypoints.container import build_container, close
 from entrypoints.http.app import create_app
+from entrypoints.http.socket_protocol import SERVER_MESSAGE
 from entrypoints.server import uvicorn_config
 from entrypoints.settings import Settings
 from tests.fixtures.servers import free_port
@@ -142,6 +144,13 @@ async def http(server) -> httpx.AsyncClient:
         yield client
 
 
+def checked(raw: str | bytes) -> dict:
+    """A message from the server, after checking it against the protocol's types (the AsyncAPI document's
+    source): every message any end-to-end test receives must fit them, unknown fields included."""
+    msgspec.json.decode(raw, type=SERVER_MESSAGE)
+    return json.loads(raw)
+
+
 class Socket:
     """A connected app: reads JSON messages with a timeout.
 
@@ -160,7 +169,7 @@ class Socket:
     async def read_replay(self, within: float = 20.0) -> None:
         try:
             while True:
-                message = json.loads(await asyncio.wait_for(self.connection.recv(), within))
+                message = checked(await asyncio.wait_for(self.connection.recv(), within))
                 if message.get("type") == "replay_complete":
                     self.replay_complete = message
                     break
@@ -178,7 +187,7 @@ class Socket:
             return self._buffered.pop(0)
         if self._closed is not None:
             raise self._closed
-        return json.loads(await asyncio.wait_for(self.connection.recv(), within))
+        return checked(await asyncio.wait_for(self.connection.recv(), within))
 
     async def send(self, message: dict | str) -> None:
         await self.connection.send(message if isinstance(message, str) else json.dumps(message))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from websockets.asyncio.client import connect
 
+from application.messages import iso_utc
 from domain.geo import GeoPoint
 from domain.notifications import Notification, NotificationKind
 from domain.work_orders import WorkOrder, WorkStatus
@@ -62,16 +63,22 @@ async def test_replay_after_a_flood_shows_the_newest_live_offer_first(server, ad
                     created + timedelta(hours=1),
                 )
             )
+            offer = {
+                "work_id": order.id,
+                "service_type": "spam",
+                "status": "pending",
+                "seeker_id": spammer.id,
+                "seeker_name": "Spammer",
+                "seeker_mobile": "9",
+                "message": "buy now",
+                "distance": "1km",
+                "latitude": 1.0,
+                "longitude": 2.0,
+                "created_at": iso_utc(created),
+                "expires_at": iso_utc(created + timedelta(hours=1)),
+            }
             await uow.notifications.add_many(
-                [
-                    Notification(
-                        provider.id,
-                        NotificationKind.WORK_ASSIGNED,
-                        order.id,
-                        {"work_id": order.id, "status": "pending"},
-                        created,
-                    )
-                ]
+                [Notification(provider.id, NotificationKind.WORK_ASSIGNED, order.id, offer, created)]
             )
         await uow.commit()
     real = (await http.post(ASSIGN, json=seed_assignment(provider.id), headers=seeker.headers)).json()["data"]

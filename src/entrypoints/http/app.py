@@ -20,6 +20,7 @@ from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
 from entrypoints.http.guards import caller_id
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope, error_responses
+from entrypoints.http.socket_protocol import asyncapi_document
 from entrypoints.http.sockets import LiveSessions, SocketServices, serve_socket, socket_paths_over_http, socket_role
 from entrypoints.http.strict import StrictJsonRequest
 from entrypoints.logs import configure_logging
@@ -53,6 +54,17 @@ async def health() -> Envelope[dict]:
 @head("/health", tags=["operations"], operation_id="healthHead")
 async def health_head() -> None:
     """Liveness for probes that only look at the status (load balancers often send HEAD)."""
+
+
+def asyncapi_schema():
+    document = asyncapi_document()
+
+    @get("/schema/asyncapi.json", tags=["operations"], operation_id="asyncapi", include_in_schema=False)
+    async def asyncapi() -> dict:
+        """The WebSocket protocol as an AsyncAPI 3.0 document (generated from the server's message types)."""
+        return document
+
+    return asyncapi
 
 
 def readiness(container: Container):
@@ -158,7 +170,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
     dependencies["caller_id"] = Provide(caller_id, sync_to_thread=False)
     app = WorkcastApp(
-        route_handlers=[ProfilesController, *socket_paths_over_http(), health, health_head, readiness(container)],
+        route_handlers=[
+            ProfilesController,
+            *socket_paths_over_http(),
+            health,
+            health_head,
+            readiness(container),
+            asyncapi_schema(),
+        ],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

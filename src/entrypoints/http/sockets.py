@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
 from litestar import asgi
 from litestar.handlers.asgi_handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
+from msgspec import Struct
 
 from application.errors import StorageUnavailable
 from application.ports import RealtimeBroker
@@ -41,6 +42,16 @@ from entrypoints.http.errors import (
     error_body,
     validation_problem,
 )
+from entrypoints.http.socket_protocol import (
+    Ack,
+    Acked,
+    Error,
+    Pong,
+    ReplayComplete,
+    WorkResponse,
+    WorkResponseResult,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 CLOSE_TOO_SLOW = 4408  # the app does not read what it is sent
@@ -48,25 +59,8 @@ _closing: set[asyncio.Task] = set()  # closes of stuck sockets in progress (asyn
 MAX_MESSAGE_BYTES = 16 * 1024
 
 
-Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # the ids the REST paths take
-
-
 class _Incoming(msgspec.Struct):
     type: str
-
-
-class _WorkResponse(msgspec.Struct):
-    type: str
-    work_id: Id
-    accepted: bool
-
-
-class _Ack(msgspec.Struct):
-    type: str
-    notification_id: Id
-
-
-_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -184,8 +178,8 @@ class WorkSocket:
 
     async def replay(self, replay: Replay) -> None:
         for message in replay.messages:
-            await self._socket.send_text(_encode(message).decode())
-        await self._socket.send_text(_encode(replay.complete()).decode())
+            await self._socket.send_text(encode(message).decode())
+        await self._socket.send_text(encode(ReplayComplete(len(replay.messages), replay.truncated)).decode())
         replayed = {m["notification_id"] for m in replay.messages}
         await self._services.replay.record_shown(self._user_id, replayed)
         self._replaying = False
@@ -208,7 +202,7 @@ class WorkSocket:
         """Close this socket: its user was deleted."""
         await self._socket.close(CLOSE_UNAUTHORIZED, "unknown user")
 
-    async def _handle(self, raw: str) -> dict[str, Any]:
+    async def _handle(self, raw: str) -> Struct:
         if len(raw) > MAX_MESSAGE_BYTES:
             return _error("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
         try:
@@ -221,13 +215,13 @@ class WorkSocket:
             return _error("malformed_json", "the message is nested too deeply")
         try:
             if kind == "ping":
-                return {"type": "pong"}
+                return Pong()
             if kind == "work_response":
-                return await self._work_response(msgspec.json.decode(raw, type=_WorkResponse))
+                return await self._work_response(msgspec.json.decode(raw, type=WorkResponse))
             if kind == "ack":
-                ack = msgspec.json.decode(raw, type=_Ack)
+                ack = msgspec.json.decode(raw, type=Ack)
                 await self._services.acknowledge.execute(self._user_id, ack.notification_id)
-                return {"type": "acked", "notification_id": ack.notification_id}
+                return Acked(ack.notification_id)
         except msgspec.ValidationError as error:
             return _validation_error(error, kind)
         except RecursionError:
@@ -240,27 +234,23 @@ class WorkSocket:
             return _error("storage_unavailable", "the service is temporarily unavailable, try again", request_type=kind)
         return _error("unknown_type", f"unknown message type {kind!r}; known: ping, work_response, ack")
 
-    async def _work_response(self, message: _WorkResponse) -> dict[str, Any]:
+    async def _work_response(self, message: WorkResponse) -> WorkResponseResult:
         if self.role is not Role.PROVIDER:
             raise NotAProvider("only providers answer work orders")
         result = await self._services.respond.execute(self._user_id, message.work_id, message.accepted)
-        return {
-            "type": "work_response_result",
-            "work_id": message.work_id,
-            "status": result.order.status.value,
-            "accepted": message.accepted,
-            "seeker_notified": result.seeker_notified_live,
-        }
+        return WorkResponseResult(
+            message.work_id, result.order.status.value, message.accepted, result.seeker_notified_live
+        )
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        await self._socket.send_text(_encode(message).decode())
+    async def _send(self, message: Struct) -> None:
+        await self._socket.send_text(encode(message).decode())
 
 
-def _error(code: str, message: str, field: str | None = None, request_type: str | None = None) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "field": field, "request_type": request_type}
+def _error(code: str, message: str, field: str | None = None, request_type: str | None = None) -> Error:
+    return Error(code, message, field, request_type)
 
 
-def _validation_error(error: msgspec.ValidationError, request_type: str | None = None) -> dict[str, Any]:
+def _validation_error(error: msgspec.ValidationError, request_type: str | None = None) -> Error:
     field, message = validation_problem(str(error))
     return _error("validation_error", message, field=field, request_type=request_type)
 
