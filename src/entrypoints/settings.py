@@ -69,6 +69,7 @@ class Settings:
     ws_ping_timeout: float
     socket_recheck_interval: float
     socket_send_queue: int
+    cors_allow_origins: tuple[str, ...]
     socket_send_timeout: float
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
@@ -136,6 +137,7 @@ class Settings:
             ws_ping_timeout=read.number("WS_PING_TIMEOUT_SECONDS", 20.0),
             socket_recheck_interval=read.number("SOCKET_USER_RECHECK_SECONDS", 5.0),
             socket_send_queue=read.integer("SOCKET_SEND_QUEUE", 32, minimum=1),
+            cors_allow_origins=read.origins("CORS_ALLOW_ORIGINS"),
             socket_send_timeout=read.number("SOCKET_SEND_TIMEOUT_SECONDS", 5.0),
             data_dir_is_default=not read.text("WORKCAST_DATA_DIR", ""),
         )
@@ -228,6 +230,16 @@ class _Reader:
         if raw in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        """Comma-separated web origins (``https://app.example.com``), or ``*``; unset: none."""
+        found = tuple(o.strip().rstrip("/") for o in self.text(name, "").split(",") if o.strip())
+        for origin in found:
+            if origin != "*" and not (
+                origin.startswith(("https://", "http://")) and "/" not in origin.split("//", 1)[1]
+            ):
+                raise SettingsError(f"{name}: {origin!r} is not an origin like https://app.example.com (or *)")
+        return found
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         raw = self.text(name, default)

@@ -92,6 +92,8 @@ def test_bearer_token_sources():
         ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE"),
         ({"DELIVERY_REQUEST_BUDGET_MS": "-1"}, "DELIVERY_REQUEST_BUDGET_MS"),
         ({"AUTO_MIGRATE": "perhaps"}, "AUTO_MIGRATE"),
+        ({"CORS_ALLOW_ORIGINS": "app.example.com"}, "CORS_ALLOW_ORIGINS"),
+        ({"CORS_ALLOW_ORIGINS": "https://app.example.com/path"}, "CORS_ALLOW_ORIGINS"),
         ({"JWT_PUBLIC_KEY_PATH": "/nonexistent/key.pem"}, "JWT_PUBLIC_KEY_PATH"),
     ],
 )

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from litestar import Litestar, Response, get, head
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -192,6 +193,15 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         ),
         request_max_body_size=64 * 1024,
         request_class=StrictJsonRequest,
+        # A Flutter web build calls the API from its own origin; unset, browsers get no CORS headers at all.
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+        if settings.cors_allow_origins
+        else None,
         logging_config=None,  # configure_logging() owns the log format
         debug=False,
     )
