@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from tests.fakes.fcm import FakeFcm
 from tests.fixtures.servers import free_port
 
 from adapters.fcm.sender import FcmPushSender, load_credentials
@@ -25,7 +24,22 @@ from domain.devices import AddressKind, DeviceToken
 async def measure(pushes: int, per_call: int, transport: str = "aiohttp") -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    fake = subprocess.Popen([sys.executable, "-m", "tests.fakes.fcm", "--port", str(port)])  # noqa: ASYNC220
+    key = Path(tempfile.mkdtemp()) / "key.json"
+    fake = subprocess.Popen(  # noqa: ASYNC220
+        [
+            sys.executable,
+            "-m",
+            "entrypoints.cli",
+            "fake-fcm",
+            "--port",
+            str(port),
+            "--keep",
+            "0",
+            "--key-file",
+            str(key),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         async with httpx.AsyncClient() as probe:
             for _ in range(200):
@@ -34,7 +48,10 @@ async def measure(pushes: int, per_call: int, transport: str = "aiohttp") -> dic
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.05)
-        key = FakeFcm(base_url=base, token_uri=f"{base}/token").service_account(Path(tempfile.mkdtemp()))
+        for _ in range(200):  # the key file is written just before the server listens
+            if key.exists():
+                break
+            await asyncio.sleep(0.05)
         sender = FcmPushSender(load_credentials(key, "bench"), base, transport=transport)
         now = datetime.now(UTC)
         devices = [

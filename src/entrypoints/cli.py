@@ -74,6 +74,27 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--base-url", default="http://127.0.0.1:8000")
     demo.set_defaults(run=_sync(_demo))
 
+    fake = commands.add_parser(
+        "fake-fcm", help="a local fake of FCM (v1 send API and OAuth token endpoint): try pushes offline"
+    )
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9099)
+    fake.add_argument("--project", default="workcast-dev", help="the Firebase project id of the generated key")
+    fake.add_argument(
+        "--fail-token",
+        action="append",
+        default=[],
+        metavar="PATTERN=ERROR",
+        help="tokens or fids matching the glob PATTERN answer with the FCM error, e.g. 'dead-*=UNREGISTERED'"
+        " (UNREGISTERED, INVALID_ARGUMENT, QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL, SENDER_ID_MISMATCH,"
+        " THIRD_PARTY_AUTH_ERROR); repeatable",
+    )
+    fake.add_argument(
+        "--key-file", default="fake-fcm-service-account.json", help="where to write the throwaway service-account key"
+    )
+    fake.add_argument("--keep", type=int, default=1000, help="accepted messages kept for GET /received")
+    fake.set_defaults(run=_fake_fcm)
+
     dispatch = commands.add_parser("dispatch", help="run the delivery retry loop as its own process")
     dispatch.add_argument("--once", action="store_true", help="one round, then exit")
     dispatch.set_defaults(run=_sync(_dispatch))
@@ -203,6 +224,37 @@ Start the server in another terminal:  .venv/bin/workcast serve
   curl -X PATCH {base}/api/1/profiles/provider-status/ -H "Authorization: Bearer {provider_token}" \\
     -H "Content-Type: application/json" -d '{{"is_active_for_work": true}}'
 """)
+    return 0
+
+
+def _fake_fcm(settings: Settings, args: argparse.Namespace) -> int:
+    from collections import deque
+    from pathlib import Path
+
+    import uvicorn
+
+    from entrypoints.fake_fcm import FakeFcm
+
+    base = f"http://{args.host}:{args.port}"
+    fake = FakeFcm(base_url=base, token_uri=f"{base}/token", project_id=args.project, sent=deque(maxlen=args.keep))
+    fake.keep_messages = args.keep > 0
+    for rule in args.fail_token:
+        pattern, _, error = rule.rpartition("=")
+        try:
+            fake.fail_matching(pattern, error)
+        except ValueError as problem:
+            print(f"workcast: --fail-token {rule!r}: {problem}", file=sys.stderr)
+            return 2
+    key = Path(args.key_file).absolute()
+    key.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_service_account(key)
+    print(
+        f"""Fake FCM at {base} (project {args.project}). Point workcast at it:
+  PUSH_BACKEND=fcm FIREBASE_CREDENTIALS_PATH={key} FCM_BASE_URL={base} .venv/bin/workcast serve
+What it accepted: curl {base}/received""",
+        file=sys.stderr,
+    )
+    uvicorn.run(fake, host=args.host, port=args.port, log_config=None, lifespan="off", backlog=4096)
     return 0
 
 
