@@ -9,5 +9,9 @@ class SchemaNotMigrated(StorageUnavailable):
     """The database answers but its schema is missing or older than the code: ``workcast migrate`` was not run."""
 
 
+class DuplicateExternalId(Exception):
+    """Another profile took this external id a moment ago (two provisioning calls raced)."""
+
+
 class BrokerUnavailable(Exception):
     """The real-time broker cannot carry messages right now."""

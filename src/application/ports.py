@@ -28,9 +28,16 @@ class BoundingBox:
 @runtime_checkable
 class ProfileRepository(Protocol):
     async def add(self, profile: Profile) -> Profile:
-        """Store a new profile and give it its id."""
+        """Store a new profile and give it its id; without an external id, its id (as text) becomes its external id."""
 
-    async def get(self, profile_id: int) -> Profile | None: ...
+    async def get(self, profile_id: int) -> Profile | None:
+        """The profile, unless there is none or it was erased."""
+
+    async def get_by_external_id(self, external_id: str) -> Profile | None:
+        """The live profile the app's tokens call ``external_id`` (compared exactly)."""
+
+    async def has_open_orders(self, profile_id: int) -> bool:
+        """Whether the profile is a party to a pending or accepted work order."""
 
     async def get_many_with_devices(
         self, profile_ids: Collection[int]
@@ -39,10 +46,10 @@ class ProfileRepository(Protocol):
         in one read: everything a state change needs to notify its parties."""
 
     async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
-        """Which of these ids still have a profile (one read, whatever the number of ids)."""
+        """Which of these ids still have a live (not erased) profile (one read, whatever the number of ids)."""
 
     async def save(self, profile: Profile) -> None:
-        """Store the availability and location of an existing profile."""
+        """Store everything about an existing profile (role, name, mobile, availability, location, identity)."""
 
     async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
         """Active providers, lowest id first; with ``within``, only those whose location is in the box."""
@@ -55,6 +62,9 @@ class DeviceTokenRepository(Protocol):
     async def add(self, device: DeviceToken) -> DeviceToken: ...
 
     async def save(self, device: DeviceToken) -> None: ...
+
+    async def remove_for_user(self, user_id: int, token: str | None = None) -> int:
+        """Forget the user's device with this token (FCM token or fid), or all the user's devices; returns how many."""
 
     async def active_for_users(self, user_ids: Collection[int]) -> dict[int, list[DeviceToken]]:
         """Active devices of each user (users without one are absent), oldest registration first."""
@@ -80,6 +90,9 @@ class WorkOrderRepository(Protocol):
         self, user_id: int, role: Role, status: WorkStatus | None, limit: int, before_id: int | None
     ) -> list[WorkOrder]:
         """Orders the seeker created (or the provider was assigned), newest first, ids below ``before_id``."""
+
+    async def anonymise_for_user(self, user_id: int) -> None:
+        """The user was erased: drop what their orders say about them (the seeker's message and location)."""
 
     async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
         """Pending orders whose answer time has passed, oldest first."""
@@ -132,6 +145,9 @@ class NotificationRepository(Protocol):
 
     async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
         """The recipient answered the order: its offers of that order count as received (never sent again)."""
+
+    async def anonymise_for_user(self, user_id: int) -> None:
+        """The user was erased: names, mobiles, messages and places leave every notification about their orders."""
 
     async def retry_sockets_now(self, user_ids: Collection[int], since: datetime, now: datetime) -> int:
         """After a broker outage: make due now, on the socket channel, the unacknowledged notifications that the

@@ -32,6 +32,12 @@ class ProfileNotFound(NotFound):
     code = "profile_not_found"
 
 
+class UnknownExternalId(NotFound):
+    """No live profile has this external id (provisioning API)."""
+
+    code = "profile_not_found"
+
+
 class UnknownProvider(InvalidInput):
     """The seeker named a provider that does not exist (a client error on the request body)."""
 
@@ -64,6 +70,12 @@ class NotYourOrder(DomainError):
 
 class ProviderUnavailable(DomainError):
     code = "provider_unavailable"
+
+
+class RoleLocked(DomainError):
+    """The role of a profile with open work orders cannot change."""
+
+    code = "role_locked"
 
 
 class AlreadyAnswered(DomainError):

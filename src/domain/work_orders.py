@@ -24,6 +24,11 @@ from domain.geo import GeoPoint
 from domain.profiles import Profile
 from domain.text import check_text
 
+# What an erased person leaves behind: the job's place becomes this, and notifications lose these keys.
+ERASED_PLACE = GeoPoint(0.0, 0.0)
+PERSONAL_PAYLOAD_KEYS = frozenset(
+    {"seeker_name", "seeker_mobile", "provider_name", "provider_mobile", "message", "latitude", "longitude"}
+)
 SERVICE_TYPE_MAX = 64
 MESSAGE_MAX = 2000
 DISTANCE_MAX = 32

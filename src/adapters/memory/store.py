@@ -16,6 +16,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
+from application.errors import DuplicateExternalId
 from application.ports import (
     BoundingBox,
     DeliveryStats,
@@ -28,7 +29,7 @@ from application.ports import (
 from domain.devices import DeviceToken
 from domain.notifications import Notification, NotificationKind, PushState, SocketState
 from domain.profiles import Profile, Role
-from domain.work_orders import WorkOrder, WorkStatus
+from domain.work_orders import ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
 
 
 @dataclass
@@ -77,13 +78,29 @@ class MemoryProfileRepository(ProfileRepository):
         self._t = tables
 
     async def add(self, profile: Profile) -> Profile:
+        if profile.external_id is not None and await self.get_by_external_id(profile.external_id):
+            raise DuplicateExternalId(profile.external_id)  # the unique index, as the SQL stores have it
         profile.id = self._t.next_id("profiles")
+        if profile.external_id is None:
+            profile.external_id = str(profile.id)
         self._t.profiles[profile.id] = _copy(profile)
         return profile
 
     async def get(self, profile_id: int) -> Profile | None:
         found = self._t.profiles.get(profile_id)
-        return _copy(found) if found else None
+        return _copy(found) if found and found.deleted_at is None else None
+
+    async def get_by_external_id(self, external_id: str) -> Profile | None:
+        for p in self._t.profiles.values():
+            if p.external_id == external_id and p.deleted_at is None:
+                return _copy(p)
+        return None
+
+    async def has_open_orders(self, profile_id: int) -> bool:
+        return any(
+            profile_id in (o.seeker_id, o.provider_id) and o.status in (WorkStatus.PENDING, WorkStatus.ACCEPTED)
+            for o in self._t.work_orders.values()
+        )
 
     async def get_many_with_devices(
         self, profile_ids: Collection[int]
@@ -92,7 +109,7 @@ class MemoryProfileRepository(ProfileRepository):
         return people, await MemoryDeviceTokenRepository(self._t).active_for_users(people.keys())
 
     async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
-        return {i for i in profile_ids if i in self._t.profiles}
+        return {i for i in profile_ids if i in self._t.profiles and self._t.profiles[i].deleted_at is None}
 
     async def save(self, profile: Profile) -> None:
         assert profile.id in self._t.profiles
@@ -137,6 +154,12 @@ class MemoryDeviceTokenRepository(DeviceTokenRepository):
     async def save(self, device: DeviceToken) -> None:
         assert device.id in self._t.devices
         self._t.devices[device.id] = _copy(device)
+
+    async def remove_for_user(self, user_id: int, token: str | None = None) -> int:
+        gone = [i for i, d in self._t.devices.items() if d.user_id == user_id and (token is None or d.token == token)]
+        for i in gone:
+            del self._t.devices[i]
+        return len(gone)
 
     async def active_for_users(self, user_ids: Collection[int]) -> dict[int, list[DeviceToken]]:
         found: dict[int, list[DeviceToken]] = {}
@@ -184,6 +207,11 @@ class MemoryWorkOrderRepository(WorkOrderRepository):
             and (before_id is None or (o.id or 0) < before_id)
         )
         return [_copy(o) for o in sorted(mine, key=lambda o: o.id or 0, reverse=True)[:limit]]
+
+    async def anonymise_for_user(self, user_id: int) -> None:
+        for order in self._t.work_orders.values():
+            if order.seeker_id == user_id:
+                order.message, order.location = "", ERASED_PLACE
 
     async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
         due = [o for o in self._t.work_orders.values() if o.status is WorkStatus.PENDING and o.expires_at <= now]
@@ -252,6 +280,12 @@ class MemoryNotificationRepository(NotificationRepository):
                 continue  # an offer that can no longer be taken is not shown as one
             found.append((_copy(n), order.status))
         return sorted(found, key=lambda pair: -(pair[0].id or 0))[:limit]
+
+    async def anonymise_for_user(self, user_id: int) -> None:
+        orders = {o.id for o in self._t.work_orders.values() if user_id in (o.seeker_id, o.provider_id)}
+        for n in self._t.notifications.values():
+            if n.work_id in orders:
+                n.payload = {k: v for k, v in n.payload.items() if k not in PERSONAL_PAYLOAD_KEYS}
 
     async def retry_sockets_now(self, user_ids: Collection[int], since: datetime, now: datetime) -> int:
         users = set(user_ids)

@@ -11,10 +11,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Row,
+    Text,
     and_,
     any_,
     bindparam,
     case,
+    cast,
+    delete,
     func,
     insert,
     literal_column,
@@ -22,12 +25,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
 from adapters.sqlalchemy.types import UtcDateTime
+from application.errors import DuplicateExternalId
 from application.ports import (
     BoundingBox,
     DeliveryStats,
@@ -40,7 +45,7 @@ from domain.devices import AddressKind, DeviceToken
 from domain.geo import GeoPoint
 from domain.notifications import Notification, NotificationKind, PushState, SocketState
 from domain.profiles import Profile, Role
-from domain.work_orders import WorkOrder, WorkStatus
+from domain.work_orders import ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
 
 
 class _Repository:
@@ -79,6 +84,8 @@ def _profile(row: Row) -> Profile:
         is_active_for_work=row.is_active_for_work,
         location=location,
         location_updated_at=row.location_updated_at,
+        external_id=row.external_id,
+        deleted_at=row.deleted_at,
     )
 
 
@@ -102,7 +109,10 @@ PEOPLE_WITH_DEVICES = _per_dialect(
 )
 
 
-EXISTING_PROFILE_IDS = _per_dialect(lambda dialect: select(profiles.c.id).where(_one_of(profiles.c.id, dialect)))
+EXISTING_PROFILE_IDS = _per_dialect(
+    lambda dialect: select(profiles.c.id).where(_one_of(profiles.c.id, dialect), profiles.c.deleted_at.is_(None))
+)
+OPEN_STATUSES = (WorkStatus.PENDING.value, WorkStatus.ACCEPTED.value)
 
 
 class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
@@ -115,12 +125,34 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
             "location_updated_at": profile.location_updated_at,
             **_location_columns(profile.location),
         }
-        profile.id = (await self._c.execute(insert(profiles).values(values).returning(profiles.c.id))).scalar_one()
+        values["external_id"] = profile.external_id
+        try:
+            profile.id = (await self._c.execute(insert(profiles).values(values).returning(profiles.c.id))).scalar_one()
+        except IntegrityError as error:
+            raise DuplicateExternalId(profile.external_id or "") from error
+        if profile.external_id is None:  # made here (the CLI): its tokens name its id
+            profile.external_id = str(profile.id)
+            await self._c.execute(
+                update(profiles).where(profiles.c.id == profile.id).values(external_id=profile.external_id)
+            )
         return profile
 
     async def get(self, profile_id: int) -> Profile | None:
-        row = (await self._c.execute(select(profiles).where(profiles.c.id == profile_id))).first()
+        query = select(profiles).where(profiles.c.id == profile_id, profiles.c.deleted_at.is_(None))
+        row = (await self._c.execute(query)).first()
         return _profile(row) if row else None
+
+    async def get_by_external_id(self, external_id: str) -> Profile | None:
+        query = select(profiles).where(profiles.c.external_id == external_id, profiles.c.deleted_at.is_(None))
+        row = (await self._c.execute(query)).first()
+        return _profile(row) if row else None
+
+    async def has_open_orders(self, profile_id: int) -> bool:
+        query = select(work_orders.c.id).where(
+            or_(work_orders.c.seeker_id == profile_id, work_orders.c.provider_id == profile_id),
+            work_orders.c.status.in_(OPEN_STATUSES),
+        )
+        return (await self._c.execute(query.limit(1))).first() is not None
 
     async def get_many_with_devices(
         self, profile_ids: Collection[int]
@@ -148,8 +180,13 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
             update(profiles)
             .where(profiles.c.id == profile.id)
             .values(
+                role=profile.role.value,
+                name=profile.name,
+                mobile=profile.mobile,
                 is_active_for_work=profile.is_active_for_work,
                 location_updated_at=profile.location_updated_at,
+                external_id=profile.external_id,
+                deleted_at=profile.deleted_at,
                 **_location_columns(profile.location),
             )
         )
@@ -219,6 +256,12 @@ class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
         await self._c.execute(
             update(device_tokens).where(device_tokens.c.id == device.id).values(_device_columns(device))
         )
+
+    async def remove_for_user(self, user_id: int, token: str | None = None) -> int:
+        statement = delete(device_tokens).where(device_tokens.c.user_id == user_id)
+        if token is not None:
+            statement = statement.where(device_tokens.c.token == token)
+        return (await self._c.execute(statement)).rowcount
 
     async def active_for_users(self, user_ids: Collection[int]) -> dict[int, list[DeviceToken]]:
         if not user_ids:
@@ -311,6 +354,13 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
             query = query.where(work_orders.c.id < before_id)
         rows = await self._c.execute(query.order_by(work_orders.c.id.desc()).limit(limit))
         return [_order(row) for row in rows]
+
+    async def anonymise_for_user(self, user_id: int) -> None:
+        await self._c.execute(
+            update(work_orders)
+            .where(work_orders.c.seeker_id == user_id)
+            .values(message="", latitude=ERASED_PLACE.latitude, longitude=ERASED_PLACE.longitude)
+        )
 
     async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
         query = (
@@ -536,6 +586,19 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     ) -> list[tuple[Notification, WorkStatus]]:
         rows = await self._c.execute(REPLAY, {"user_id": user_id, "since": since, "now": now, "limit": limit})
         return [(_notification(row), WorkStatus(row.order_status)) for row in rows]
+
+    async def anonymise_for_user(self, user_id: int) -> None:
+        theirs = select(work_orders.c.id).where(
+            or_(work_orders.c.seeker_id == user_id, work_orders.c.provider_id == user_id)
+        )
+        keys = sorted(PERSONAL_PAYLOAD_KEYS)
+        if self._c.dialect.name == "postgresql":
+            # json has no key removal; jsonb does, and the column's json accepts it back.
+            as_jsonb = cast(notifications.c.payload, JSONB)
+            scrubbed = cast(as_jsonb.op("-")(bindparam("keys", keys, type_=ARRAY(Text))), JSON)
+        else:
+            scrubbed = func.json_remove(notifications.c.payload, *(f"$.{k}" for k in keys))
+        await self._c.execute(update(notifications).where(notifications.c.work_id.in_(theirs)).values(payload=scrubbed))
 
     async def retry_sockets_now(self, user_ids: Collection[int], since: datetime, now: datetime) -> int:
         changed = 0

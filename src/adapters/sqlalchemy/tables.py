@@ -41,8 +41,12 @@ profiles = Table(
     Column("latitude", Float),
     Column("longitude", Float),
     Column("location_updated_at", UtcDateTime),
+    # The identity the app's tokens name (a Firebase uid, a Django user id, ...); NULL once erased.
+    Column("external_id", String(128)),
+    Column("deleted_at", UtcDateTime),  # erased: personal data gone, kept for its orders' history
     CheckConstraint("role IN ('seeker', 'provider', 'operator')", name="role"),
 )
+Index("ix_profiles_external_id", profiles.c.external_id, unique=True)
 # Active providers (the seed's monitoring query and the map of who is available).
 Index("ix_profiles_active_providers", profiles.c.role, profiles.c.is_active_for_work, profiles.c.latitude)
 
