@@ -100,8 +100,8 @@ async def test_a_frozen_app_is_closed_and_the_healthy_one_gets_everything_once(t
     """Two apps of one provider: one never reads (a frozen phone), one reads and acks everything."""
     env = {
         "WORKCAST_DATA_DIR": str(tmp_path),
-        "SOCKET_SEND_TIMEOUT_SECONDS": "0.5",
-        "SOCKET_SEND_QUEUE": "4",
+        "SOCKET_SEND_TIMEOUT_SECONDS": "10",  # generous for the healthy app on a busy machine
+        "SOCKET_SEND_QUEUE": "4",  # the frozen app is given up once 4 writes wait for it
         "WS_PING_INTERVAL_SECONDS": "600",  # the frozen app must be given up for not draining, not for pings
     }
     caplog.set_level(logging.WARNING, logger="entrypoints.http.sockets")

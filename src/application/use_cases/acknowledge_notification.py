@@ -13,15 +13,19 @@ class AcknowledgeNotification:
         self._uow_factory = uow_factory
         self._clock = clock
 
-    async def execute(self, user_id: int, notification_id: int) -> Notification:
+    async def execute(self, user_id: int, notification_id: int, over_socket: bool = False) -> Notification:
+        """``over_socket``: the ack came on a socket, so a socket has the message (recorded sent, whatever a
+        slower attempt reports)."""
         async with self._uow_factory() as uow:
             await caller_profile(uow, user_id)
             notification = await uow.notifications.get(notification_id)
             if notification is None or notification.recipient_id != user_id:
                 # Someone else's notification reads as missing: ids must not reveal what exists.
                 raise NotificationNotFound(f"there is no notification {notification_id}")
-            if notification.delivered_at is None:
+            if notification.delivered_at is None or over_socket:
                 notification.acknowledge(self._clock.now())
+                if over_socket:
+                    notification.mark_seen_on_socket()
                 await uow.notifications.save_delivery(notification)
                 await uow.commit()
         return notification

@@ -220,7 +220,7 @@ class WorkSocket:
                 return await self._work_response(msgspec.json.decode(raw, type=WorkResponse))
             if kind == "ack":
                 ack = msgspec.json.decode(raw, type=Ack)
-                await self._services.acknowledge.execute(self._user_id, ack.notification_id)
+                await self._services.acknowledge.execute(self._user_id, ack.notification_id, over_socket=True)
                 return Acked(ack.notification_id)
         except msgspec.ValidationError as error:
             return _validation_error(error, kind)
