@@ -13,5 +13,13 @@ class DuplicateExternalId(Exception):
     """Another profile took this external id a moment ago (two provisioning calls raced)."""
 
 
+class InvalidToken(Exception):
+    """Missing, malformed, tampered, expired or not for us. The message is safe to show the client."""
+
+
+class KeysUnavailable(Exception):
+    """The auth server's keys cannot be had and none are cached: no token can be checked right now."""
+
+
 class BrokerUnavailable(Exception):
     """The real-time broker cannot carry messages right now."""

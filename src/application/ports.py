@@ -236,6 +236,23 @@ class PushSender(Protocol):
         """Send one message to each device; the results are in the order of ``devices``."""
 
 
+# --- identity -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """A token whose signature, time and claims were checked: who it names, and what else it says."""
+
+    subject: str  # the external id of the user (the configured user claim)
+    claims: Mapping[str, Any]
+
+
+@runtime_checkable
+class TokenVerifier(Protocol):
+    async def verify(self, token: str) -> VerifiedToken:
+        """Check the token; ``InvalidToken`` if it is not good, ``KeysUnavailable`` if it cannot be checked now."""
+
+
 # --- real time --------------------------------------------------------------------------------------
 
 SocketSink = Callable[[str], Awaitable[None]]

@@ -1,64 +1,65 @@
-"""JWT bearer tokens: HS256 with a shared secret by default, RS256 with a public key for tokens of an
-existing auth server. ``sub`` is the user id; ``exp`` is required; ``alg: none`` is never accepted."""
+"""Bearer tokens: which verifier the settings pick, the tokens the CLI issues, and where a token is read from.
+
+Verification lives in ``adapters.identity`` (a static key: HS256 secret or RS256/ES256 public key; or
+an auth server's JWKS). The CLI issues tokens for the users it makes, when it has a signing key.
+"""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from adapters.identity.jwks import JwksKeys
+from adapters.identity.verifier import JwtVerifier
+from application.errors import InvalidToken
 from entrypoints.settings import Settings
 
-# A user id as a token subject: ASCII digits, no sign or leading zero, at most 18 digits (fits 63 bits).
-_USER_ID = re.compile(r"[1-9][0-9]{0,17}")
+__all__ = ["InvalidToken", "TokenService", "bearer_token", "pick_verifier"]
 
 
-class InvalidToken(Exception):
-    """Missing, malformed, tampered, expired or not for us. The message is safe to show the client."""
+def pick_verifier(settings: Settings) -> JwtVerifier:
+    """The token verifier the settings describe (the composition root calls this once)."""
+    common = {
+        "issuer": settings.jwt_issuer,
+        "audience": settings.jwt_audience,
+        "user_claim": settings.jwt_user_id_claim,
+        "required_claims": dict(settings.jwt_required_claims),
+    }
+    if settings.jwt_jwks_url:
+        jwks = JwksKeys(settings.jwt_jwks_url, settings.jwks_cache_seconds, settings.auth_timeout)
+        return JwtVerifier([settings.jwt_algorithm], jwks=jwks, **common)
+    key = settings.jwt_secret if settings.jwt_algorithm == "HS256" else settings.jwt_public_key
+    if not key:
+        raise ValueError("no key to verify tokens with")
+    return JwtVerifier([settings.jwt_algorithm], key=key, **common)
 
 
 class TokenService:
+    """Issues tokens for the users the CLI makes (``sub`` = the external id, which is the id for them)."""
+
     def __init__(self, settings: Settings) -> None:
         self._algorithm = settings.jwt_algorithm
-        self._verify_key = settings.jwt_public_key if self._algorithm == "RS256" else settings.jwt_secret
-        self._sign_key = settings.jwt_private_key if self._algorithm == "RS256" else settings.jwt_secret
+        self._sign_key = settings.jwt_secret if self._algorithm == "HS256" else settings.jwt_private_key
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._claim = settings.jwt_user_id_claim
+        self._required = dict(settings.jwt_required_claims)
         self._ttl = settings.token_ttl
-        if not self._verify_key:
-            raise ValueError("no key to verify tokens with")
 
-    def user_id(self, token: str | None) -> int:
-        """The user the token speaks for, or ``InvalidToken``."""
-        if not token:
-            raise InvalidToken("authentication required: send 'Authorization: Bearer <token>'")
-        try:
-            claims = jwt.decode(
-                token,
-                self._verify_key,
-                algorithms=[self._algorithm],  # one algorithm, ours: no 'none', no HS/RS confusion
-                issuer=self._issuer,
-                audience=self._audience,
-                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
-                leeway=5,
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("the token has expired") from None
-        except jwt.PyJWTError:
-            raise InvalidToken("the token is not valid") from None
-        subject = claims.get("sub")
-        # str.isdigit() and int() also take other scripts' digits (Arabic-Indic, full-width, superscripts): only ASCII.
-        if not isinstance(subject, str) or not _USER_ID.fullmatch(subject):
-            raise InvalidToken("the token's subject is not a user id")
-        return int(subject)
+    @property
+    def can_issue(self) -> bool:
+        return bool(self._sign_key)
 
-    def issue(self, user_id: int, ttl: timedelta | None = None) -> str:
-        """A token for the user (the CLI and the demo use this). Needs the signing key."""
+    def issue(self, subject: int | str, ttl: timedelta | None = None) -> str:
+        """A token for the user the external id ``subject`` names. Needs the signing key."""
         if not self._sign_key:
-            raise ValueError("cannot issue tokens: set JWT_PRIVATE_KEY(_PATH) for RS256")
+            raise ValueError(
+                "cannot issue tokens: set JWT_SECRET (HS256) or JWT_PRIVATE_KEY(_PATH); with JWT_JWKS_URL the"
+                " auth server issues them"
+            )
         now = datetime.now(UTC)
-        claims = {"sub": str(user_id), "iat": now, "exp": now + (ttl or self._ttl)}
+        claims: dict = {**self._required, "iat": now, "exp": now + (ttl or self._ttl), self._claim: str(subject)}
         if self._issuer:
             claims["iss"] = self._issuer
         if self._audience:

@@ -157,8 +157,13 @@ async def _create_user(container, settings: Settings, args: argparse.Namespace) 
     except DomainError as error:
         print(f"workcast: {error.field or 'error'}: {error.message}", file=sys.stderr)
         return 2
-    token = container.tokens().issue(profile.id)
+    tokens = container.tokens()
+    token = tokens.issue(profile.external_id) if tokens.can_issue else None
     _say_which_database(settings)
+    if token is None:
+        print(
+            "workcast: no signing key here (JWT_JWKS_URL): the auth server issues this user's tokens", file=sys.stderr
+        )
     print(json.dumps({"user_id": profile.id, "role": profile.role.value, "token": token}))
     return 0
 
@@ -168,11 +173,14 @@ async def _token(container, settings: Settings, args: argparse.Namespace) -> int
 
     await _ensure_schema(settings)
     try:
-        await container.get_profile().execute(args.user_id)
+        profile = await container.get_profile().execute(args.user_id)
+        print(container.tokens().issue(profile.external_id))
     except ProfileNotFound:
         print(f"workcast: no user {args.user_id}", file=sys.stderr)
         return 2
-    print(container.tokens().issue(args.user_id))
+    except ValueError as error:
+        print(f"workcast: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

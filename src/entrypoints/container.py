@@ -6,6 +6,8 @@ in-process broker) and PUSH_BACKEND (log, fcm or none). Handlers receive use cas
 
 from __future__ import annotations
 
+import contextlib
+
 from dependency_injector import containers, providers
 from sqlalchemy.engine import make_url
 
@@ -29,14 +31,16 @@ from application.use_cases.expire_overdue_work import ExpireOverdueWork
 from application.use_cases.find_unknown_users import FindUnknownUsers
 from application.use_cases.get_delivery_stats import GetDeliveryStats
 from application.use_cases.get_profile import GetProfile
+from application.use_cases.identify_caller import AutoProvision, IdentifyCaller
 from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
+from application.use_cases.provision_profile import EraseProfile, GetProvisionedProfile, ProvisionProfile
 from application.use_cases.register_device import RegisterDevice
 from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from application.use_cases.set_provider_availability import SetProviderAvailability
-from entrypoints.auth import TokenService
+from entrypoints.auth import TokenService, pick_verifier
 from entrypoints.dispatcher import Dispatcher
 from entrypoints.settings import PushBackend, Settings, SettingsError
 
@@ -57,6 +61,15 @@ def database_location(settings: Settings) -> str:
     if settings.database_url is None:
         return f"SQLite file {sqlite_path(settings.data_dir)}"
     return f"PostgreSQL {make_url(normalize_url(settings.database_url)).render_as_string(hide_password=True)}"
+
+
+def auto_provision(settings: Settings) -> AutoProvision:
+    return AutoProvision(
+        enabled=settings.auth_auto_provision,
+        role_claim=settings.jwt_role_claim,
+        name_claim=settings.jwt_name_claim,
+        mobile_claim=settings.jwt_mobile_claim,
+    )
 
 
 def pick_broker(settings: Settings) -> RealtimeBroker:
@@ -108,6 +121,7 @@ class Container(containers.DeclarativeContainer):
     push_sender = providers.Singleton(pick_push_sender, settings)
     clock = providers.Singleton(SystemClock)
     tokens = providers.Singleton(TokenService, settings)
+    token_verifier = providers.Singleton(pick_verifier, settings)
 
     unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine)
     delivery_policy = providers.Singleton(delivery_policy, settings)
@@ -140,6 +154,12 @@ class Container(containers.DeclarativeContainer):
         delivery_policy.provided.claim_batch,
     )
     find_unknown_users = providers.Singleton(FindUnknownUsers, unit_of_work.provider)
+    identify_caller = providers.Singleton(
+        IdentifyCaller, token_verifier, unit_of_work.provider, clock, providers.Callable(auto_provision, settings)
+    )
+    provision_profile = providers.Singleton(ProvisionProfile, unit_of_work.provider, clock)
+    get_provisioned_profile = providers.Singleton(GetProvisionedProfile, unit_of_work.provider)
+    erase_profile = providers.Singleton(EraseProfile, unit_of_work.provider, clock)
     catch_up_sockets = providers.Singleton(CatchUpSockets, unit_of_work.provider, clock)
     replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
 
@@ -155,4 +175,6 @@ async def close(container: Container) -> None:
     if isinstance(push, FcmPushSender):
         await push.aclose()
     await container.broker().close()
+    with contextlib.suppress(ValueError):  # no key: a command that never verified a token (migrate)
+        await container.token_verifier().close()
     await container.engine().dispose()

@@ -50,6 +50,17 @@ class Settings:
     jwt_private_key: str | None = field(repr=False)
     jwt_issuer: str | None
     jwt_audience: str | None
+    jwt_user_id_claim: str
+    jwt_required_claims: tuple[tuple[str, str], ...]
+    jwt_jwks_url: str | None
+    jwks_cache_seconds: float
+    auth_timeout: float
+    auth_preset: str
+    admin_api_keys: tuple[str, ...] = field(repr=False)
+    auth_auto_provision: bool
+    jwt_role_claim: str
+    jwt_name_claim: str
+    jwt_mobile_claim: str
     token_ttl: timedelta
     time_to_answer: timedelta
     delivery_max_attempts: int
@@ -85,7 +96,9 @@ class Settings:
         # Absolute from the start: the same relative default in another folder is another database.
         data_dir = Path(read.text("WORKCAST_DATA_DIR", ".workcast")).absolute()
         database_url = read.text("DATABASE_URL", "") or None
-        algorithm = read.choice("JWT_ALGORITHM", "HS256", ("HS256", "RS256"))
+        preset = read.choice("AUTH_PRESET", "none", ("none", "firebase", "simplejwt"))
+        defaults = _preset_defaults(preset, read)
+        algorithm = read.choice("JWT_ALGORITHM", defaults.get("algorithm", "HS256"), ("HS256", "RS256", "ES256"))
         settings = cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -115,8 +128,19 @@ class Settings:
             jwt_secret=read.text("JWT_SECRET", "") or None,
             jwt_public_key=_key(read, "JWT_PUBLIC_KEY"),
             jwt_private_key=_key(read, "JWT_PRIVATE_KEY"),
-            jwt_issuer=read.text("JWT_ISSUER", "") or None,
-            jwt_audience=read.text("JWT_AUDIENCE", "") or None,
+            jwt_issuer=read.text("JWT_ISSUER", defaults.get("issuer", "")) or None,
+            jwt_audience=read.text("JWT_AUDIENCE", defaults.get("audience", "")) or None,
+            jwt_user_id_claim=read.text("JWT_USER_ID_CLAIM", defaults.get("user_claim", "sub")) or "sub",
+            jwt_required_claims=read.pairs("JWT_REQUIRED_CLAIMS", defaults.get("required", "")),
+            jwt_jwks_url=read.text("JWT_JWKS_URL", defaults.get("jwks_url", "")) or None,
+            jwks_cache_seconds=read.number("JWKS_CACHE_SECONDS", 600.0),
+            auth_timeout=read.number("AUTH_TIMEOUT_SECONDS", 5.0),
+            auth_preset=preset,
+            admin_api_keys=tuple(k.strip() for k in read.text("ADMIN_API_KEYS", "").split(",") if k.strip()),
+            auth_auto_provision=read.boolean("AUTH_AUTO_PROVISION", False),
+            jwt_role_claim=read.text("JWT_ROLE_CLAIM", "role") or "role",
+            jwt_name_claim=read.text("JWT_NAME_CLAIM", "name") or "name",
+            jwt_mobile_claim=read.text("JWT_MOBILE_CLAIM", "phone_number") or "phone_number",
             token_ttl=timedelta(seconds=read.number("TOKEN_TTL_SECONDS", 86_400.0)),
             time_to_answer=timedelta(seconds=read.number("WORK_TIME_TO_ANSWER_SECONDS", 600.0)),
             delivery_max_attempts=read.integer("DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
@@ -145,8 +169,18 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
-            raise SettingsError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (PEM text) or JWT_PUBLIC_KEY_PATH")
+        if self.jwt_algorithm != "HS256" and not (self.jwt_public_key or self.jwt_jwks_url):
+            raise SettingsError(
+                f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PUBLIC_KEY (PEM text), JWT_PUBLIC_KEY_PATH"
+                " or JWT_JWKS_URL"
+            )
+        if self.jwt_jwks_url and not (self.jwt_issuer and self.jwt_audience):
+            raise SettingsError("JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE (tokens of other apps must not pass)")
+        if self.jwt_jwks_url and self.jwt_algorithm == "HS256":
+            raise SettingsError("JWT_JWKS_URL publishes public keys: set JWT_ALGORITHM=RS256 or ES256")
+        for key in self.admin_api_keys:
+            if len(key) < 32:
+                raise SettingsError("ADMIN_API_KEYS: each key must be at least 32 characters")
         if self.jwt_algorithm == "HS256" and self.jwt_secret is not None and len(self.jwt_secret) < 32:
             raise SettingsError("JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit secret)")
         if self.delivery_lease <= max(self.delivery_request_budget, self.delivery_push_timeout):
@@ -175,6 +209,27 @@ class Settings:
                 extra={"path": str(path)},
             )
         return replace(self, jwt_secret=path.read_text().strip())
+
+
+FIREBASE_JWKS_URL = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+
+
+def _preset_defaults(preset: str, read: _Reader) -> dict[str, str]:
+    """Defaults a preset gives; each stays overridable by its own variable (tests point JWT_JWKS_URL elsewhere)."""
+    if preset == "simplejwt":  # Django REST framework SimpleJWT: HS256 with the Django SECRET_KEY
+        return {"user_claim": "user_id", "required": "token_type=access"}
+    if preset == "firebase":
+        project = read.text("FIREBASE_PROJECT_ID", "")
+        if not project:
+            raise SettingsError("AUTH_PRESET=firebase needs FIREBASE_PROJECT_ID (your Firebase project id)")
+        return {
+            "algorithm": "RS256",
+            "jwks_url": FIREBASE_JWKS_URL,
+            "issuer": f"https://securetoken.google.com/{project}",
+            "audience": project,
+            "user_claim": "sub",
+        }
+    return {}
 
 
 def _path(value: str) -> Path | None:
@@ -230,6 +285,18 @@ class _Reader:
         if raw in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def pairs(self, name: str, default: str) -> tuple[tuple[str, str], ...]:
+        """``claim=value,claim=value`` (e.g. ``token_type=access``)."""
+        found = []
+        for item in self.text(name, default).split(","):
+            if not item.strip():
+                continue
+            claim, sep, value = item.partition("=")
+            if not sep or not claim.strip():
+                raise SettingsError(f"{name}: {item.strip()!r} is not claim=value")
+            found.append((claim.strip(), value.strip()))
+        return tuple(found)
 
     def origins(self, name: str) -> tuple[str, ...]:
         """Comma-separated web origins (``https://app.example.com``), or ``*``; unset: none."""

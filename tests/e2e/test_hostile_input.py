@@ -150,12 +150,23 @@ async def test_head_health_is_200(http):
 # --- tokens and users -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("subject", ["\u00b2", "\u0661", "\uff11", "01", "+1", " 1", "1" * 19])
-async def test_only_ascii_digit_subjects_are_user_ids(admin, http, no_tracebacks, subject):
+@pytest.mark.parametrize(
+    ("subject", "code"),
+    [
+        ("\u00b2", "not_authenticated"),  # digits of other scripts are never a numeric id
+        ("\u0661", "not_authenticated"),
+        ("\uff11", "not_authenticated"),
+        ("01", "not_authenticated"),
+        ("1" * 19, "not_authenticated"),
+        ("+1", "unknown_user"),  # not digits: an external id, compared exactly, that nobody has
+        (" 1", "unknown_user"),
+    ],
+)
+async def test_only_ascii_digit_subjects_are_user_ids(admin, http, no_tracebacks, subject, code):
     await admin.seeker()  # user 1 exists
     token = jwt.encode({"sub": subject, "exp": 4102444800}, admin.container.settings().jwt_secret, algorithm="HS256")
     r = await http.get("/api/1/profiles/work-orders/", headers={"Authorization": f"Bearer {token}"})
-    error_of(r, 401, "not_authenticated")
+    error_of(r, 401, code)
 
 
 UNKNOWN_USER_CALLS = [

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from entrypoints.auth import InvalidToken, TokenService, bearer_token
+from entrypoints.auth import InvalidToken, TokenService, bearer_token, pick_verifier
 from entrypoints.settings import PushBackend, Settings, SettingsError
 
 SECRET = "s" * 40
@@ -37,42 +37,59 @@ def hs256_signed_with(secret: str, claims: dict) -> str:
     return signing_input + "." + part(signature)
 
 
-def test_hs256_round_trip_and_refusals():
-    tokens = TokenService(Settings.from_env({"JWT_SECRET": SECRET}))
-    assert tokens.user_id(tokens.issue(42)) == 42
+async def subject(settings: Settings, token: str | None) -> str:
+    return (await pick_verifier(settings).verify(token or "")).subject
+
+
+async def test_hs256_round_trip_and_refusals():
+    settings = Settings.from_env({"JWT_SECRET": SECRET})
+    tokens = TokenService(settings)
+    assert await subject(settings, tokens.issue(42)) == "42"
     with pytest.raises(InvalidToken, match="expired"):
-        tokens.user_id(tokens.issue(42, ttl=timedelta(seconds=-30)))
+        await subject(settings, tokens.issue(42, ttl=timedelta(seconds=-30)))
     with pytest.raises(InvalidToken):
-        tokens.user_id(jwt.encode({"sub": "42", "exp": 4102444800}, "t" * 40, algorithm="HS256"))
+        await subject(settings, jwt.encode({"sub": "42", "exp": 4102444800}, "t" * 40, algorithm="HS256"))
     with pytest.raises(InvalidToken, match="subject"):
-        tokens.user_id(jwt.encode({"sub": "admin", "exp": 4102444800}, SECRET, algorithm="HS256"))
+        await subject(settings, jwt.encode({"sub": "x" * 129, "exp": 4102444800}, SECRET, algorithm="HS256"))
+    with pytest.raises(InvalidToken, match="subject"):
+        await subject(settings, jwt.encode({"sub": "a\u0000b", "exp": 4102444800}, SECRET, algorithm="HS256"))
     with pytest.raises(InvalidToken):
-        tokens.user_id(None)
+        await subject(settings, jwt.encode({"sub": "42"}, SECRET, algorithm="HS256"))  # no exp
+    with pytest.raises(InvalidToken):
+        await subject(settings, None)
 
 
-def test_rs256_verifies_with_the_public_key_and_refuses_the_hs256_confusion_attack():
+async def test_rs256_verifies_with_the_public_key_and_refuses_the_hs256_confusion_attack():
     private, public = rsa_pair()
     settings = Settings.from_env({"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": public, "JWT_PRIVATE_KEY": private})
     tokens = TokenService(settings)
-    assert tokens.user_id(jwt.encode({"sub": "7", "exp": 4102444800}, private, algorithm="RS256")) == 7
-    assert tokens.user_id(tokens.issue(8)) == 8
+    assert await subject(settings, jwt.encode({"sub": "7", "exp": 4102444800}, private, algorithm="RS256")) == "7"
+    assert await subject(settings, tokens.issue(8)) == "8"
     # The key-confusion attack: HS256 signed with the (public) RSA key as the HMAC secret.
     with pytest.raises(InvalidToken):
-        tokens.user_id(hs256_signed_with(public, {"sub": "7", "exp": 4102444800}))
+        await subject(settings, hs256_signed_with(public, {"sub": "7", "exp": 4102444800}))
     with pytest.raises(InvalidToken):
-        tokens.user_id(jwt.encode({"sub": "7", "exp": 4102444800}, SECRET, algorithm="HS256"))
+        await subject(settings, jwt.encode({"sub": "7", "exp": 4102444800}, SECRET, algorithm="HS256"))
     verify_only = TokenService(Settings.from_env({"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": public}))
     with pytest.raises(ValueError, match="JWT_PRIVATE_KEY"):
         verify_only.issue(1)
 
 
-def test_issuer_and_audience_are_enforced_when_configured():
-    tokens = TokenService(Settings.from_env({"JWT_SECRET": SECRET, "JWT_ISSUER": "auth.example", "JWT_AUDIENCE": "wc"}))
-    assert tokens.user_id(tokens.issue(3)) == 3
+async def test_issuer_audience_user_claim_and_required_claims_are_enforced_when_configured():
+    settings = Settings.from_env({"JWT_SECRET": SECRET, "JWT_ISSUER": "auth.example", "JWT_AUDIENCE": "wc"})
+    assert await subject(settings, TokenService(settings).issue(3)) == "3"
     with pytest.raises(InvalidToken):
-        tokens.user_id(
-            jwt.encode({"sub": "3", "exp": 4102444800, "iss": "other", "aud": "wc"}, SECRET, algorithm="HS256")
+        await subject(
+            settings,
+            jwt.encode({"sub": "3", "exp": 4102444800, "iss": "other", "aud": "wc"}, SECRET, algorithm="HS256"),
         )
+    simple = Settings.from_env({"JWT_SECRET": SECRET, "AUTH_PRESET": "simplejwt"})
+    access = {"user_id": 42, "token_type": "access", "exp": 4102444800, "jti": "x"}
+    assert await subject(simple, jwt.encode(access, SECRET, algorithm="HS256")) == "42"
+    with pytest.raises(InvalidToken, match="token_type"):  # a refresh token used as an access token
+        await subject(simple, jwt.encode(access | {"token_type": "refresh"}, SECRET, algorithm="HS256"))
+    with pytest.raises(InvalidToken, match="subject"):
+        await subject(simple, jwt.encode(access | {"user_id": True}, SECRET, algorithm="HS256"))
 
 
 def test_bearer_token_sources():

@@ -206,7 +206,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         debug=False,
     )
     app.sockets = SocketServices(
-        tokens=container.tokens(),
+        identify=container.identify_caller(),
         broker=container.broker(),
         replay=container.replay_undelivered(),
         respond=container.respond_to_work(),
@@ -216,6 +216,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         send_timeout=settings.socket_send_timeout,
     )
     app.state.container = container
-    app.state.tokens = container.tokens()
+    app.state.identify = container.identify_caller()
     app.state.settings = settings
     return app

@@ -26,9 +26,8 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from application.errors import SchemaNotMigrated, StorageUnavailable
+from application.errors import InvalidToken, KeysUnavailable, SchemaNotMigrated, StorageUnavailable
 from domain import errors as domain
-from entrypoints.auth import InvalidToken
 from entrypoints.logs import OncePer
 
 log = logging.getLogger(__name__)
@@ -89,6 +88,17 @@ def on_invalid_token(request: Request, error: InvalidToken) -> Response:
 
 def on_request_rejected(request: Request, error: RequestRejected) -> Response:
     return _response(error.status, error.message, error.code, error.field)
+
+
+def on_keys_unavailable(request: Request, error: KeysUnavailable) -> Response:
+    if _schema_warnings.due("keys"):
+        log.error("cannot check tokens: the auth server's keys (JWT_JWKS_URL) are not available")
+    return _response(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "tokens cannot be checked right now, try again shortly",
+        "auth_unavailable",
+        headers={"Retry-After": "10"},
+    )
 
 
 def on_storage_unavailable(request: Request, error: StorageUnavailable) -> Response:
@@ -165,6 +175,7 @@ def on_unexpected(request: Request, error: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     domain.DomainError: on_domain_error,
     InvalidToken: on_invalid_token,
+    KeysUnavailable: on_keys_unavailable,
     RequestRejected: on_request_rejected,
     StorageUnavailable: on_storage_unavailable,
     ValidationException: on_validation_error,

@@ -10,15 +10,28 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from entrypoints.auth import TokenService, bearer_token
+from application.errors import InvalidToken
+from application.use_cases.identify_caller import IdentifyCaller
+from entrypoints.auth import bearer_token
 
 CALLER_ID = "workcast.caller_id"
 
 
 async def authenticated(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """Guard: the bearer token's user id, kept in the request's state (``InvalidToken``, so 401, otherwise)."""
-    tokens: TokenService = connection.app.state.tokens
-    connection.scope["state"][CALLER_ID] = tokens.user_id(bearer_token(connection.headers.get("authorization")))
+    """Guard: the bearer token's user id, kept in the request's state.
+
+    ``InvalidToken`` (401 not_authenticated), ``ProfileNotFound`` (401 unknown_user) or
+    ``KeysUnavailable`` (503) otherwise.
+    """
+    identify: IdentifyCaller = connection.app.state.identify
+    connection.scope["state"][CALLER_ID] = await caller_of(identify, connection.headers.get("authorization"))
+
+
+async def caller_of(identify: IdentifyCaller, authorization: str | None, query_token: str | None = None) -> int:
+    token = bearer_token(authorization, query_token)
+    if not token:
+        raise InvalidToken("authentication required: send 'Authorization: Bearer <token>'")
+    return await identify.execute(token)
 
 
 def caller_id(request: Request) -> int:

@@ -26,15 +26,15 @@ from litestar.handlers.asgi_handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
 from msgspec import Struct
 
-from application.errors import StorageUnavailable
+from application.errors import InvalidToken, KeysUnavailable, StorageUnavailable
 from application.ports import RealtimeBroker
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.find_unknown_users import FindUnknownUsers
+from application.use_cases.identify_caller import IdentifyCaller
 from application.use_cases.replay_undelivered import Replay, ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from domain.errors import DomainError, NotAProvider, ProfileNotFound
 from domain.profiles import Role
-from entrypoints.auth import InvalidToken, TokenService, bearer_token
 from entrypoints.http.errors import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHORIZED,
@@ -42,6 +42,7 @@ from entrypoints.http.errors import (
     error_body,
     validation_problem,
 )
+from entrypoints.http.guards import caller_of
 from entrypoints.http.socket_protocol import (
     Ack,
     Acked,
@@ -67,7 +68,7 @@ class _Incoming(msgspec.Struct):
 class SocketServices:
     """What every socket session uses; one shared instance, so a session holds one reference."""
 
-    tokens: TokenService
+    identify: IdentifyCaller
     broker: RealtimeBroker
     replay: ReplayUndelivered
     respond: RespondToWork
@@ -269,9 +270,12 @@ async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, s
     if not await socket.accept():
         return
     try:
-        user_id = services.tokens.user_id(bearer_token(socket.header(b"authorization"), socket.query("token")))
-    except InvalidToken as error:
+        user_id = await caller_of(services.identify, socket.header(b"authorization"), socket.query("token"))
+    except (InvalidToken, ProfileNotFound) as error:
         await socket.close(CLOSE_UNAUTHORIZED, str(error)[:120])
+        return
+    except (KeysUnavailable, StorageUnavailable):
+        await socket.close(CLOSE_UNAVAILABLE, "service temporarily unavailable")
         return
     session = WorkSocket(socket, user_id, services)
     broker = services.broker
