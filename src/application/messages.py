@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from application.ports import PushMessage
-from domain.events import Event, WorkAnswered, WorkAssigned, WorkCancelled, WorkExpired
+from domain.events import Event, WorkAnswered, WorkAssigned, WorkCancelled, WorkCompleted, WorkExpired
 from domain.notifications import Notification, NotificationKind
 from domain.profiles import Profile
 from domain.work_orders import WorkOrder
@@ -60,6 +60,14 @@ def notifications_for(
         case WorkCancelled():
             payload = {**order_fields, "seeker_id": seeker.id, "seeker_name": seeker.name, "cancelled_at": iso_utc(now)}
             return [_new(provider, NotificationKind.WORK_CANCELLED, order, payload, now)]
+        case WorkCompleted():
+            payload = {
+                **order_fields,
+                "provider_id": provider.id,
+                "provider_name": provider.name,
+                "completed_at": iso_utc(order.closed_at or now),
+            }
+            return [_new(seeker, NotificationKind.WORK_COMPLETED, order, payload, now)]
         case WorkExpired():
             # Both hear of it: the seeker to look for someone else, the provider to drop the stale offer.
             payload = {
@@ -102,6 +110,8 @@ def push_for(notification: Notification, now: datetime) -> PushMessage | None:
             title, body = "Job cancelled", f"{p.get('seeker_name', 'The seeker')} cancelled the {service} job"
         case NotificationKind.WORK_EXPIRED:
             title, body = "Job expired", f"Nobody answered the {service} job in time"
+        case NotificationKind.WORK_COMPLETED:
+            title, body = "Job done", f"{p.get('provider_name', 'The provider')} completed your {service} job"
     data = {"type": notification.kind.value, "notification_id": str(notification.id)}
     data.update({key: str(p[key]) for key in PUSH_DATA_KEYS if p.get(key) is not None})
     return PushMessage(title=title, body=body[:240], data=data, time_to_live=ttl)

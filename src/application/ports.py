@@ -36,6 +36,9 @@ class ProfileRepository(Protocol):
     async def get_by_external_id(self, external_id: str) -> Profile | None:
         """The live profile the app's tokens call ``external_id`` (compared exactly)."""
 
+    async def by_external_ids(self, external_ids: Collection[str]) -> dict[str, Profile]:
+        """The live profiles with these external ids, in one read (import reads a batch at a time)."""
+
     async def has_open_orders(self, profile_id: int) -> bool:
         """Whether the profile is a party to a pending or accepted work order."""
 

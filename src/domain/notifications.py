@@ -19,6 +19,7 @@ class NotificationKind(enum.StrEnum):
     WORK_REJECTED = "work_rejected"
     WORK_CANCELLED = "work_cancelled"
     WORK_EXPIRED = "work_expired"
+    WORK_COMPLETED = "work_completed"
 
 
 class PushState(enum.StrEnum):

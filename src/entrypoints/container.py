@@ -25,13 +25,16 @@ from application.use_cases.acknowledge_notification import AcknowledgeNotificati
 from application.use_cases.assign_work import AssignWork
 from application.use_cases.cancel_work import CancelWork
 from application.use_cases.catch_up_sockets import CatchUpSockets
+from application.use_cases.complete_work import CompleteWork
 from application.use_cases.create_profile import CreateProfile
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
 from application.use_cases.find_unknown_users import FindUnknownUsers
 from application.use_cases.get_delivery_stats import GetDeliveryStats
-from application.use_cases.get_profile import GetProfile
+from application.use_cases.get_profile import GetProfile, ShowProfile
+from application.use_cases.get_work_order import GetWorkOrder
 from application.use_cases.identify_caller import AutoProvision, IdentifyCaller
+from application.use_cases.import_profiles import ImportProfiles
 from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
@@ -40,6 +43,7 @@ from application.use_cases.register_device import RegisterDevice
 from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from application.use_cases.set_provider_availability import SetProviderAvailability
+from application.use_cases.unregister_device import UnregisterDevice
 from entrypoints.auth import TokenService, pick_verifier
 from entrypoints.dispatcher import Dispatcher
 from entrypoints.settings import PushBackend, Settings, SettingsError
@@ -160,6 +164,11 @@ class Container(containers.DeclarativeContainer):
     provision_profile = providers.Singleton(ProvisionProfile, unit_of_work.provider, clock)
     get_provisioned_profile = providers.Singleton(GetProvisionedProfile, unit_of_work.provider)
     erase_profile = providers.Singleton(EraseProfile, unit_of_work.provider, clock)
+    import_profiles = providers.Singleton(ImportProfiles, unit_of_work.provider, clock)
+    show_profile = providers.Singleton(ShowProfile, unit_of_work.provider)
+    unregister_device = providers.Singleton(UnregisterDevice, unit_of_work.provider)
+    get_work_order = providers.Singleton(GetWorkOrder, unit_of_work.provider)
+    complete_work = providers.Singleton(CompleteWork, unit_of_work.provider, delivery, clock, delivery_policy)
     catch_up_sockets = providers.Singleton(CatchUpSockets, unit_of_work.provider, clock)
     replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
 

@@ -96,6 +96,14 @@ class MemoryProfileRepository(ProfileRepository):
                 return _copy(p)
         return None
 
+    async def by_external_ids(self, external_ids: Collection[str]) -> dict[str, Profile]:
+        wanted = set(external_ids)
+        return {
+            p.external_id: _copy(p)
+            for p in self._t.profiles.values()
+            if p.external_id in wanted and p.deleted_at is None and p.external_id is not None
+        }
+
     async def has_open_orders(self, profile_id: int) -> bool:
         return any(
             profile_id in (o.seeker_id, o.provider_id) and o.status in (WorkStatus.PENDING, WorkStatus.ACCEPTED)

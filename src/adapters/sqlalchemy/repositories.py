@@ -147,6 +147,12 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         row = (await self._c.execute(query)).first()
         return _profile(row) if row else None
 
+    async def by_external_ids(self, external_ids: Collection[str]) -> dict[str, Profile]:
+        if not external_ids:
+            return {}
+        query = select(profiles).where(profiles.c.external_id.in_(list(external_ids)), profiles.c.deleted_at.is_(None))
+        return {row.external_id: _profile(row) for row in await self._c.execute(query)}
+
     async def has_open_orders(self, profile_id: int) -> bool:
         query = select(work_orders.c.id).where(
             or_(work_orders.c.seeker_id == profile_id, work_orders.c.provider_id == profile_id),

@@ -47,10 +47,15 @@ class ProvisionProfile:
         return result
 
 
-async def upsert(uow: UnitOfWork, external_id: str, fields: ProfileFields, clock: Clock) -> Provisioned:
-    """One profile, inside the caller's unit of work (import runs many in one)."""
+_UNREAD = object()
+
+
+async def upsert(
+    uow: UnitOfWork, external_id: str, fields: ProfileFields, clock: Clock, known: Profile | object | None = _UNREAD
+) -> Provisioned:
+    """One profile, inside the caller's unit of work (import runs many in one, with ``known`` read in bulk)."""
     now = clock.now()
-    profile = await uow.profiles.get_by_external_id(external_id)
+    profile = await uow.profiles.get_by_external_id(external_id) if known is _UNREAD else known
     created = profile is None
     if profile is None:
         profile = Profile.register(fields.role, fields.name, fields.mobile)
@@ -63,12 +68,14 @@ async def upsert(uow: UnitOfWork, external_id: str, fields: ProfileFields, clock
             raise InvalidInput("only providers have availability and a location", field="is_active_for_work")
         active = profile.is_active_for_work if fields.is_active_for_work is None else fields.is_active_for_work
         profile.set_availability(active, fields.location, now)
+    # Everything is checked before the first write: a refused record leaves nothing half-written.
+    candidate = DeviceToken.register(0, fields.fcm_token, None, now) if fields.fcm_token is not None else None
     if created:
         await uow.profiles.add(profile)
     else:
         await uow.profiles.save(profile)
-    if fields.fcm_token is not None:
-        candidate = DeviceToken.register(profile.id, fields.fcm_token, None, now)  # type: ignore[arg-type]
+    if candidate is not None:
+        candidate.user_id = profile.id  # type: ignore[assignment]
         device = await uow.devices.get_by_token(candidate.token)
         if device is None:
             await uow.devices.add(candidate)

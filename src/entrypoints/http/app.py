@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from adapters.sqlalchemy.migrate import schema_problem, upgrade_async
 from entrypoints.container import Container, build_container, close, database_location, database_settings
+from entrypoints.http.admin import AdminProfilesController
 from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
 from entrypoints.http.guards import caller_id
 from entrypoints.http.profiles import ProfilesController
@@ -43,6 +44,14 @@ INJECTED = (
     "list_notifications",
     "acknowledge_notification",
     "get_delivery_stats",
+    "provision_profile",
+    "get_provisioned_profile",
+    "erase_profile",
+    "import_profiles",
+    "show_profile",
+    "unregister_device",
+    "get_work_order",
+    "complete_work",
 )
 
 
@@ -173,6 +182,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app = WorkcastApp(
         route_handlers=[
             ProfilesController,
+            AdminProfilesController,
             *socket_paths_over_http(),
             health,
             health_head,
@@ -217,5 +227,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.state.container = container
     app.state.identify = container.identify_caller()
+    app.state.admin_api_keys = settings.admin_api_keys
     app.state.settings = settings
     return app

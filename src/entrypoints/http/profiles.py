@@ -5,23 +5,27 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from msgspec import UNSET
 
 from application.messages import iso_utc
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.assign_work import AssignWork, AssignWorkCommand
 from application.use_cases.cancel_work import CancelWork
+from application.use_cases.complete_work import CompleteWork
 from application.use_cases.get_delivery_stats import GetDeliveryStats
+from application.use_cases.get_profile import ShowProfile
+from application.use_cases.get_work_order import GetWorkOrder
 from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
 from application.use_cases.register_device import RegisterDevice
 from application.use_cases.respond_to_work import RespondToWork
 from application.use_cases.set_provider_availability import SetProviderAvailability
+from application.use_cases.unregister_device import UnregisterDevice
 from domain.devices import AddressKind
 from domain.errors import InvalidInput
 from domain.geo import GeoPoint
@@ -38,16 +42,18 @@ from entrypoints.http.schemas import (
     FcmTokenRequest,
     NotificationData,
     NotificationPage,
+    ProfileData,
     ProviderStatusData,
     ProviderStatusRequest,
     RespondData,
     RespondRequest,
+    UnregisterDeviceRequest,
     WorkOrderData,
     WorkOrderPage,
     envelope,
     error_responses,
 )
-from entrypoints.http.strict import canonical_numbers
+from entrypoints.http.strict import StrictJsonRequest, canonical_numbers
 
 PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="page size")]
 Cursor = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1, description="next_cursor of the previous page")]
@@ -226,6 +232,60 @@ class ProfilesController(Controller):
         """The seeker withdraws a pending or accepted order; the provider is told."""
         order = await cancel_work.execute(caller_id, work_id)
         return envelope("Work cancelled", views.work_order(order))
+
+    @get("/me/", operation_id="showMyProfile", responses=error_responses(400, 401, 503))
+    async def me(
+        self, caller_id: NamedDependency[int], show_profile: NamedDependency[ShowProfile]
+    ) -> Envelope[ProfileData]:
+        """The caller's profile (``data.id`` is the id other endpoints use) and active devices."""
+        profile, devices = await show_profile.execute(caller_id)
+        return envelope("Profile", views.profile(profile, devices))
+
+    @delete(
+        "/fcm-token/",
+        operation_id="unregisterDevice",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=error_responses(400, 401, 413, 415, 422, 503),
+    )
+    async def unregister_device(
+        self,
+        request: StrictJsonRequest,
+        caller_id: NamedDependency[int],
+        unregister_device: NamedDependency[UnregisterDevice],
+    ) -> None:
+        """Logout: forget this device (``{"fcm_token"}`` or ``{"fid"}``), or with no body every device of the caller."""
+        token = None
+        if await request.body():
+            body = await request.json_as(UnregisterDeviceRequest)
+            if (body.fcm_token is None) == (body.fid is None):
+                raise InvalidInput(
+                    "send exactly one of fcm_token and fid, or no body for every device", field="fcm_token"
+                )
+            token = body.fcm_token or body.fid
+        await unregister_device.execute(caller_id, token)
+
+    @get(
+        "/work-orders/{work_id:int}/",
+        operation_id="getWorkOrder",
+        responses=error_responses(400, 401, 404, 422, 503),
+    )
+    async def work_order(
+        self, work_id: PathId, caller_id: NamedDependency[int], get_work_order: NamedDependency[GetWorkOrder]
+    ) -> Envelope[WorkOrderData]:
+        """One order, for its seeker and provider (others get 404, as for a missing id)."""
+        return envelope("Work order", views.work_order(await get_work_order.execute(caller_id, work_id)))
+
+    @post(
+        "/work-orders/{work_id:int}/complete/",
+        status_code=HTTP_200_OK,
+        operation_id="completeWork",
+        responses=error_responses(400, 401, 403, 404, 409, 422, 503),
+    )
+    async def complete(
+        self, work_id: PathId, caller_id: NamedDependency[int], complete_work: NamedDependency[CompleteWork]
+    ) -> Envelope[WorkOrderData]:
+        """The assigned provider finished accepted work; the seeker hears ``work_completed``."""
+        return envelope("Work completed", views.work_order(await complete_work.execute(caller_id, work_id)))
 
     @get("/notifications/", operation_id="listNotifications", responses=error_responses(400, 401, 422, 503))
     async def notifications(

@@ -8,6 +8,7 @@ from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from domain.devices import PLATFORM_MAX, TOKEN_MAX
+from domain.profiles import MOBILE_MAX, NAME_MAX
 from domain.work_orders import DISTANCE_MAX, MESSAGE_MAX, SERVICE_TYPE_MAX
 
 Latitude = Annotated[float, Meta(ge=-90, le=90, description="degrees, WGS 84")]
@@ -43,6 +44,20 @@ class RespondRequest(Struct, kw_only=True):
     accepted: bool
 
 
+class ProvisionRequest(Struct, kw_only=True):
+    role: Literal["seeker", "provider", "operator"]
+    name: Annotated[str, Meta(min_length=1, max_length=NAME_MAX)]
+    mobile: Annotated[str, Meta(max_length=MOBILE_MAX)] = ""
+    is_active_for_work: bool | UnsetType = UNSET
+    latitude: Latitude | UnsetType = UNSET
+    longitude: Longitude | UnsetType = UNSET
+
+
+class UnregisterDeviceRequest(Struct, kw_only=True):
+    fcm_token: Annotated[str, Meta(min_length=1, max_length=TOKEN_MAX)] | None = None
+    fid: Annotated[str, Meta(min_length=1, max_length=TOKEN_MAX)] | None = None
+
+
 # --- responses ------------------------------------------------------------------------------------
 
 
@@ -59,12 +74,12 @@ ERROR_STATUSES: dict[int, str] = {
     400: "malformed_json (not JSON, not UTF-8, nested too deeply, a key twice, empty body), bad_request",
     401: "not_authenticated (missing, malformed, expired or forged token), unknown_user (no profile for the token)",
     403: "not_a_seeker, not_a_provider, not_an_operator: the caller's role cannot do this",
-    404: "not_found, work_order_not_found, notification_not_found (also for other people's things)",
-    409: "already_answered, provider_unavailable, invalid_transition",
+    404: "not_found, work_order_not_found, notification_not_found, profile_not_found (also for other people's things)",
+    409: "already_answered, provider_unavailable, invalid_transition, role_locked",
     413: "payload_too_large (bodies over 64 KiB)",
     415: "unsupported_media_type (JSON bodies must be sent as application/json)",
     422: "validation_error, invalid_input, invalid_location, unknown_provider: `field` names the offending field",
-    503: "storage_unavailable, schema_not_migrated: try again after Retry-After",
+    503: "storage_unavailable, schema_not_migrated, auth_unavailable: try again after Retry-After",
 }
 
 
@@ -179,6 +194,44 @@ class DeliveryStatsData(Struct):
     by_push_state: dict[str, int]
     by_socket_state: dict[str, int]
     push_errors: dict[str, int]
+
+
+class DeviceData(Struct):
+    id: int
+    platform: str
+    address_kind: str
+    registered_at: str
+
+
+class ProfileData(Struct):
+    id: int
+    external_id: str | None
+    role: str
+    name: str
+    mobile: str
+    is_active_for_work: bool
+    latitude: float | None
+    longitude: float | None
+    devices: list[DeviceData]
+
+
+class ErasedData(Struct):
+    id: int
+    erased: bool
+
+
+class ImportRejection(Struct):
+    line: int
+    field: str | None
+    reason: str
+
+
+class ImportData(Struct):
+    lines: int
+    created: int
+    updated: int
+    rejected: int
+    rejections: list[ImportRejection]
 
 
 class HealthData(Struct):

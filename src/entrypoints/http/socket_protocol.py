@@ -95,6 +95,14 @@ class WorkCancelled(_Notification, tag="work_cancelled"):
     cancelled_at: Timestamp | None
 
 
+class WorkCompleted(_Notification, tag="work_completed"):
+    """To the seeker: the provider finished the job."""
+
+    provider_id: Id
+    provider_name: str
+    completed_at: Timestamp | None
+
+
 class WorkExpired(_Notification, tag="work_expired"):
     """To both: nobody answered in time."""
 
@@ -141,10 +149,10 @@ class Error(_Message, tag="error"):
     request_type: str | None
 
 
-NOTIFICATIONS = (WorkAssigned, WorkAccepted, WorkRejected, WorkCancelled, WorkExpired)
+NOTIFICATIONS = (WorkAssigned, WorkAccepted, WorkRejected, WorkCancelled, WorkExpired, WorkCompleted)
 REPLIES = (WorkResponseResult, Acked, Pong, ReplayComplete, Error)
 SERVER_MESSAGE = (
-    WorkAssigned | WorkAccepted | WorkRejected | WorkCancelled | WorkExpired
+    WorkAssigned | WorkAccepted | WorkRejected | WorkCancelled | WorkExpired | WorkCompleted
     | WorkResponseResult | Acked | Pong | ReplayComplete | Error
 )  # fmt: skip
 
@@ -169,7 +177,7 @@ def asyncapi_document() -> dict[str, Any]:
         for cls in (*sent_by_app, *sent_by_server)
     }
     to_provider = ("WorkAssigned", "WorkCancelled", "WorkExpired", "WorkResponseResult")
-    to_seeker = ("WorkAccepted", "WorkRejected", "WorkExpired")
+    to_seeker = ("WorkAccepted", "WorkRejected", "WorkExpired", "WorkCompleted")
     common_replies = ("Acked", "Pong", "ReplayComplete", "Error")
     channels, operations = {}, {}
     for role, received in (("provider", to_provider), ("seeker", to_seeker)):

@@ -38,10 +38,14 @@ class StrictJsonRequest(Request):
     """A request whose ``json()`` is the handler's typed body, decoded strictly (see the module docstring)."""
 
     async def json(self) -> Any:
+        return await self.json_as(_body_type(self.route_handler))
+
+    async def json_as(self, target: Any) -> Any:
+        """The body as ``target``, read as strictly (for handlers whose body is optional)."""
         media_type, options = self.content_type
         if media_type != "application/json" or options.get("charset", "utf-8").lower() != "utf-8":
             raise RequestRejected(415, "unsupported_media_type", "send the body as Content-Type: application/json")
-        return decode_body(await self.body(), _body_type(self.route_handler))
+        return decode_body(await self.body(), target)
 
 
 def decode_body(body: bytes, target: Any) -> Any:

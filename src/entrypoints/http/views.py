@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from application.messages import iso_utc
 from application.use_cases.list_active_providers import ActiveProvider
+from domain.devices import DeviceToken
 from domain.notifications import Notification
+from domain.profiles import Profile
 from domain.work_orders import WorkOrder
-from entrypoints.http.schemas import ActiveProviderData, NotificationData, WorkOrderData
+from entrypoints.http.schemas import ActiveProviderData, DeviceData, NotificationData, ProfileData, WorkOrderData
 
 
 def work_order(order: WorkOrder) -> WorkOrderData:
@@ -40,6 +42,21 @@ def active_provider(found: ActiveProvider) -> ActiveProviderData:
         longitude=p.location.longitude if p.location else None,
         distance_km=round(found.distance_km, 3) if found.distance_km is not None else None,
         online=found.online,
+    )
+
+
+def profile(p: Profile, devices: list[DeviceToken]) -> ProfileData:
+    assert p.id is not None
+    return ProfileData(
+        id=p.id,
+        external_id=p.external_id,
+        role=p.role.value,
+        name=p.name,
+        mobile=p.mobile,
+        is_active_for_work=p.is_active_for_work,
+        latitude=p.location.latitude if p.location else None,
+        longitude=p.location.longitude if p.location else None,
+        devices=[DeviceData(d.id or 0, d.platform, d.kind.value, iso_utc(d.registered_at) or "") for d in devices],
     )
 
 
