@@ -36,6 +36,12 @@ class ProfileRepository(Protocol):
     async def get_by_external_id(self, external_id: str) -> Profile | None:
         """The live profile the app's tokens call ``external_id`` (compared exactly)."""
 
+    async def add_many(self, new: Sequence[Profile]) -> None:
+        """Store new profiles, each with its external id, in one statement; gives each its id."""
+
+    async def save_many(self, changed: Sequence[Profile]) -> None:
+        """``save`` for many profiles, in one statement."""
+
     async def by_external_ids(self, external_ids: Collection[str]) -> dict[str, Profile]:
         """The live profiles with these external ids, in one read (import reads a batch at a time)."""
 
@@ -65,6 +71,13 @@ class DeviceTokenRepository(Protocol):
     async def add(self, device: DeviceToken) -> DeviceToken: ...
 
     async def save(self, device: DeviceToken) -> None: ...
+
+    async def by_tokens(self, tokens: Collection[str]) -> dict[str, DeviceToken]:
+        """The devices with these tokens, in one read."""
+
+    async def add_many(self, new: Sequence[DeviceToken]) -> None: ...
+
+    async def save_many(self, changed: Sequence[DeviceToken]) -> None: ...
 
     async def remove_for_user(self, user_id: int, token: str | None = None) -> int:
         """Forget the user's device with this token (FCM token or fid), or all the user's devices; returns how many."""

@@ -96,6 +96,14 @@ class MemoryProfileRepository(ProfileRepository):
                 return _copy(p)
         return None
 
+    async def add_many(self, new: Sequence[Profile]) -> None:
+        for profile in new:
+            await self.add(profile)
+
+    async def save_many(self, changed: Sequence[Profile]) -> None:
+        for profile in changed:
+            await self.save(profile)
+
     async def by_external_ids(self, external_ids: Collection[str]) -> dict[str, Profile]:
         wanted = set(external_ids)
         return {
@@ -162,6 +170,18 @@ class MemoryDeviceTokenRepository(DeviceTokenRepository):
     async def save(self, device: DeviceToken) -> None:
         assert device.id in self._t.devices
         self._t.devices[device.id] = _copy(device)
+
+    async def by_tokens(self, tokens: Collection[str]) -> dict[str, DeviceToken]:
+        wanted = set(tokens)
+        return {d.token: _copy(d) for d in self._t.devices.values() if d.token in wanted}
+
+    async def add_many(self, new: Sequence[DeviceToken]) -> None:
+        for device in new:
+            await self.add(device)
+
+    async def save_many(self, changed: Sequence[DeviceToken]) -> None:
+        for device in changed:
+            await self.save(device)
 
     async def remove_for_user(self, user_id: int, token: str | None = None) -> int:
         gone = [i for i, d in self._t.devices.items() if d.user_id == user_id and (token is None or d.token == token)]

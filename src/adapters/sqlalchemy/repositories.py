@@ -115,17 +115,40 @@ EXISTING_PROFILE_IDS = _per_dialect(
 OPEN_STATUSES = (WorkStatus.PENDING.value, WorkStatus.ACCEPTED.value)
 
 
+def _profile_columns(profile: Profile) -> dict[str, Any]:
+    return {
+        "role": profile.role.value,
+        "name": profile.name,
+        "mobile": profile.mobile,
+        "is_active_for_work": profile.is_active_for_work,
+        "location_updated_at": profile.location_updated_at,
+        **_location_columns(profile.location),
+    }
+
+
+def _saved_columns(profile: Profile) -> dict[str, Any]:
+    return {**_profile_columns(profile), "external_id": profile.external_id, "deleted_at": profile.deleted_at}
+
+
+INSERT_PROFILES = insert(profiles).returning(profiles.c.id, sort_by_parameter_order=True)
+SAVE_PROFILE = (
+    update(profiles)
+    .where(profiles.c.id == bindparam("b_id"))
+    .values(
+        {
+            name: bindparam(f"b_{name}", type_=profiles.c[name].type)
+            for name in (
+                "role", "name", "mobile", "is_active_for_work", "location_updated_at",
+                "latitude", "longitude", "external_id", "deleted_at",
+            )
+        }
+    )
+)  # fmt: skip
+
+
 class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
     async def add(self, profile: Profile) -> Profile:
-        values = {
-            "role": profile.role.value,
-            "name": profile.name,
-            "mobile": profile.mobile,
-            "is_active_for_work": profile.is_active_for_work,
-            "location_updated_at": profile.location_updated_at,
-            **_location_columns(profile.location),
-        }
-        values["external_id"] = profile.external_id
+        values = {**_profile_columns(profile), "external_id": profile.external_id}
         try:
             profile.id = (await self._c.execute(insert(profiles).values(values).returning(profiles.c.id))).scalar_one()
         except IntegrityError as error:
@@ -146,6 +169,23 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         query = select(profiles).where(profiles.c.external_id == external_id, profiles.c.deleted_at.is_(None))
         row = (await self._c.execute(query)).first()
         return _profile(row) if row else None
+
+    async def add_many(self, new: Sequence[Profile]) -> None:
+        if not new:
+            return
+        rows = [{**_profile_columns(p), "external_id": p.external_id} for p in new]
+        try:
+            ids = (await self._c.execute(INSERT_PROFILES, rows)).scalars().all()
+        except IntegrityError as error:
+            raise DuplicateExternalId("one of the batch") from error
+        for profile, new_id in zip(new, ids, strict=True):
+            profile.id = new_id
+
+    async def save_many(self, changed: Sequence[Profile]) -> None:
+        if changed:
+            await self._c.execute(
+                SAVE_PROFILE, [{"b_id": p.id, **{f"b_{k}": v for k, v in _saved_columns(p).items()}} for p in changed]
+            )
 
     async def by_external_ids(self, external_ids: Collection[str]) -> dict[str, Profile]:
         if not external_ids:
@@ -182,20 +222,7 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         return {row.id for row in rows}
 
     async def save(self, profile: Profile) -> None:
-        await self._c.execute(
-            update(profiles)
-            .where(profiles.c.id == profile.id)
-            .values(
-                role=profile.role.value,
-                name=profile.name,
-                mobile=profile.mobile,
-                is_active_for_work=profile.is_active_for_work,
-                location_updated_at=profile.location_updated_at,
-                external_id=profile.external_id,
-                deleted_at=profile.deleted_at,
-                **_location_columns(profile.location),
-            )
-        )
+        await self._c.execute(update(profiles).where(profiles.c.id == profile.id).values(_saved_columns(profile)))
 
     async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
         query = select(profiles).where(profiles.c.role == Role.PROVIDER.value, profiles.c.is_active_for_work)
@@ -239,6 +266,18 @@ def _device_columns(device: DeviceToken) -> dict[str, Any]:
     }
 
 
+INSERT_DEVICES = insert(device_tokens).returning(device_tokens.c.id, sort_by_parameter_order=True)
+SAVE_DEVICE = (
+    update(device_tokens)
+    .where(device_tokens.c.id == bindparam("b_id"))
+    .values(
+        {
+            name: bindparam(f"b_{name}", type_=device_tokens.c[name].type)
+            for name in ("user_id", "token", "kind", "platform", "registered_at", "invalidated_at", "invalid_reason")
+        }
+    )
+)
+
 ACTIVE_DEVICES = _per_dialect(
     lambda dialect: (
         select(device_tokens)
@@ -262,6 +301,23 @@ class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
         await self._c.execute(
             update(device_tokens).where(device_tokens.c.id == device.id).values(_device_columns(device))
         )
+
+    async def by_tokens(self, tokens: Collection[str]) -> dict[str, DeviceToken]:
+        if not tokens:
+            return {}
+        rows = await self._c.execute(select(device_tokens).where(device_tokens.c.token.in_(list(tokens))))
+        return {row.token: _device(row) for row in rows}
+
+    async def add_many(self, new: Sequence[DeviceToken]) -> None:
+        if new:
+            ids = (await self._c.execute(INSERT_DEVICES, [_device_columns(d) for d in new])).scalars().all()
+            for device, new_id in zip(new, ids, strict=True):
+                device.id = new_id
+
+    async def save_many(self, changed: Sequence[DeviceToken]) -> None:
+        if changed:
+            rows = [{"b_id": d.id, **{f"b_{k}": v for k, v in _device_columns(d).items()}} for d in changed]
+            await self._c.execute(SAVE_DEVICE, rows)
 
     async def remove_for_user(self, user_id: int, token: str | None = None) -> int:
         statement = delete(device_tokens).where(device_tokens.c.user_id == user_id)

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from application.ports import Clock, UnitOfWorkFactory
-from application.use_cases.provision_profile import ProfileFields, upsert
+from application.use_cases.provision_profile import ProfileFields, Upsert, plan_upsert, write_upserts
 from domain.errors import DomainError
 from domain.geo import GeoPoint
-from domain.profiles import Profile, Role, check_external_id
+from domain.profiles import Role, check_external_id
 
 BATCH = 500  # lines per transaction: one read of who exists, then the writes
 MAX_REJECTIONS_LISTED = 1000
@@ -66,20 +66,27 @@ class ImportProfiles:
         return report
 
     async def _write(self, batch: list[tuple[int, str, ProfileFields]], report: ImportReport) -> None:
+        now = self._clock.now()
         async with self._uow_factory() as uow:
-            known: dict[str, Profile | None] = dict(await uow.profiles.by_external_ids({e for _, e, _ in batch}))
+            known = await uow.profiles.by_external_ids({e for _, e, _ in batch})
+            planned: dict[str, Upsert] = {}
             for line, external_id, fields in batch:
+                earlier = planned.get(external_id)  # the same id twice in one batch: the later record updates
                 try:
-                    done = await upsert(uow, external_id, fields, self._clock, known.get(external_id))
-                except DomainError as error:  # checked before any write of this record: the batch stays good
+                    plan = await plan_upsert(
+                        uow, external_id, fields, earlier.profile if earlier else known.get(external_id), now
+                    )
+                except DomainError as error:  # nothing written for it: the rest of the batch stays good
                     report.reject(line, error.message, error.field)
                     continue
-                known[external_id] = done.profile  # the same id twice in one import: the later one updates
-                if done.created:
-                    report.created += 1
-                else:
+                if earlier is not None:  # counted as an update of the earlier line's profile
+                    plan = Upsert(plan.profile, earlier.created, plan.device or earlier.device)
                     report.updated += 1
+                planned[external_id] = plan
+            await write_upserts(uow, list(planned.values()), now)
             await uow.commit()
+        report.created += sum(p.created for p in planned.values())
+        report.updated += sum(not p.created for p in planned.values())
 
 
 def _fields(record: Any) -> tuple[str, ProfileFields]:

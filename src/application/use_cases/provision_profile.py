@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from application.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from domain.devices import DeviceToken
@@ -41,21 +42,30 @@ class ProvisionProfile:
 
     async def execute(self, external_id: str, fields: ProfileFields) -> Provisioned:
         check_external_id(external_id)
+        now = self._clock.now()
         async with self._uow_factory() as uow:
-            result = await upsert(uow, external_id, fields, self._clock)
+            known = await uow.profiles.get_by_external_id(external_id)
+            planned = await plan_upsert(uow, external_id, fields, known, now)
+            await write_upserts(uow, [planned], now)
             await uow.commit()
-        return result
+        return Provisioned(planned.profile, planned.created)
 
 
-_UNREAD = object()
+@dataclass
+class Upsert:
+    """One record's outcome, before anything is written: the profile to add or save, and its device."""
+
+    profile: Profile
+    created: bool
+    device: DeviceToken | None
 
 
-async def upsert(
-    uow: UnitOfWork, external_id: str, fields: ProfileFields, clock: Clock, known: Profile | object | None = _UNREAD
-) -> Provisioned:
-    """One profile, inside the caller's unit of work (import runs many in one, with ``known`` read in bulk)."""
-    now = clock.now()
-    profile = await uow.profiles.get_by_external_id(external_id) if known is _UNREAD else known
+async def plan_upsert(
+    uow: UnitOfWork, external_id: str, fields: ProfileFields, known: Profile | None, now: datetime
+) -> Upsert:
+    """Apply the fields to the known profile (or a new one); every rule is checked here, nothing is written,
+    so a refused record leaves nothing half-done."""
+    profile = known
     created = profile is None
     if profile is None:
         profile = Profile.register(fields.role, fields.name, fields.mobile)
@@ -68,21 +78,28 @@ async def upsert(
             raise InvalidInput("only providers have availability and a location", field="is_active_for_work")
         active = profile.is_active_for_work if fields.is_active_for_work is None else fields.is_active_for_work
         profile.set_availability(active, fields.location, now)
-    # Everything is checked before the first write: a refused record leaves nothing half-written.
-    candidate = DeviceToken.register(0, fields.fcm_token, None, now) if fields.fcm_token is not None else None
-    if created:
-        await uow.profiles.add(profile)
-    else:
-        await uow.profiles.save(profile)
-    if candidate is not None:
-        candidate.user_id = profile.id  # type: ignore[assignment]
-        device = await uow.devices.get_by_token(candidate.token)
-        if device is None:
-            await uow.devices.add(candidate)
+    device = DeviceToken.register(0, fields.fcm_token, None, now) if fields.fcm_token is not None else None
+    return Upsert(profile, created, device)
+
+
+async def write_upserts(uow: UnitOfWork, planned: list[Upsert], now: datetime) -> None:
+    """Write planned upserts: new profiles in one statement, changed ones in another, then their devices."""
+    await uow.profiles.add_many([u.profile for u in planned if u.created])
+    await uow.profiles.save_many([u.profile for u in planned if not u.created])
+    with_device = [u for u in planned if u.device is not None]
+    if not with_device:
+        return
+    existing = await uow.devices.by_tokens({u.device.token for u in with_device})  # type: ignore[union-attr]
+    new: dict[str, DeviceToken] = {}
+    for u in with_device:
+        token = u.device.token  # type: ignore[union-attr]
+        if token in existing:
+            existing[token].reregister(u.profile.id, existing[token].platform, now)  # type: ignore[arg-type]
         else:
-            device.reregister(profile.id, candidate.platform, now)  # type: ignore[arg-type]
-            await uow.devices.save(device)
-    return Provisioned(profile, created)
+            u.device.user_id = u.profile.id  # type: ignore[union-attr,assignment]
+            new[token] = u.device  # type: ignore[assignment]  # the same token twice: the later record's user
+    await uow.devices.add_many(list(new.values()))
+    await uow.devices.save_many(list(existing.values()))
 
 
 class GetProvisionedProfile:
