@@ -179,6 +179,16 @@ async def test_other_peoples_orders_and_notifications_are_out_of_reach(admin, ht
     work_id, notification_id = created.json()["data"]["work_order_id"], created.json()["data"]["notification_id"]
 
     assert (await http.get("/api/1/profiles/work-orders/", headers=mallory.headers)).json()["data"]["count"] == 0
+    # One order: its parties read it; anyone else gets exactly what a missing id gets.
+    mine = await http.get(f"/api/1/profiles/work-orders/{work_id}/", headers=alice.headers)
+    assert mine.status_code == 200 and mine.json()["data"]["id"] == work_id
+    assert (await http.get(f"/api/1/profiles/work-orders/{work_id}/", headers=provider.headers)).status_code == 200
+    not_mine = await http.get(f"/api/1/profiles/work-orders/{work_id}/", headers=mallory.headers)
+    missing = await http.get(f"/api/1/profiles/work-orders/{10**15}/", headers=mallory.headers)
+    error_of(not_mine, 404, "work_order_not_found")
+    assert not_mine.json()["message"].replace(str(work_id), "ID") == missing.json()["message"].replace(
+        str(10**15), "ID"
+    )
     theirs = await http.get("/api/1/profiles/work-orders/", headers=other_provider.headers)
     assert theirs.json()["data"]["count"] == 0
     error_of(

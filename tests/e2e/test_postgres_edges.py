@@ -10,7 +10,6 @@ import sys
 
 import httpx
 import pytest
-from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed
 
 from entrypoints.container import close
@@ -21,6 +20,7 @@ from tests.fixtures.servers import create_database, free_port
 from tests.fixtures.waiting import eventually
 
 SECRET = "p" * 40
+ADMIN_KEY = "k" * 40
 
 
 def workcast(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -94,6 +94,7 @@ def shared_env(postgres_url, redis_url) -> dict[str, str]:
         "REDIS_KEY_PREFIX": f"edges{free_port()}",
         "JWT_SECRET": SECRET,
         "AUTO_MIGRATE": "false",
+        "ADMIN_API_KEYS": ADMIN_KEY,
     }
 
 
@@ -132,8 +133,11 @@ async def test_a_deleted_user_is_cut_off_on_every_instance(shared_env, admin, tm
             for app in (on_a, on_b):
                 await app.send({"type": "ping"})
                 assert await app.receive() == {"type": "pong"}
-            async with admin.container.engine().begin() as connection:
-                await connection.execute(text("DELETE FROM profiles WHERE id = :id"), {"id": provider.id})
+            async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as http:  # the app's backend, on B
+                r = await http.delete(
+                    f"/api/1/admin/profiles/{provider.id}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+                )
+                assert r.status_code == 200, r.text
             for app in (on_a, on_b):
                 with pytest.raises(ConnectionClosed) as closed:
                     await app.receive(within=60)
