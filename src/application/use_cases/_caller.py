@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from application.ports import UnitOfWork
-from domain.errors import ProfileNotFound
+from domain.devices import DeviceToken
+from domain.errors import NotAProvider, ProfileNotFound, WorkOrderNotFound
 from domain.profiles import Profile
+from domain.work_orders import WorkOrder
 
 
 async def caller_profile(uow: UnitOfWork, user_id: int) -> Profile:
@@ -13,3 +15,24 @@ async def caller_profile(uow: UnitOfWork, user_id: int) -> Profile:
     if profile is None:
         raise ProfileNotFound("no profile for this user")
     return profile
+
+
+async def providers_order(
+    uow: UnitOfWork, provider_id: int, work_id: int, action: str
+) -> tuple[WorkOrder, dict[int, Profile], dict[int, list[DeviceToken]]]:
+    """The order a provider acts on, with its parties and their devices, in one read of the people.
+
+    Who asks is checked before what they ask about, and someone else's order reads exactly like a
+    missing one: the answer must not reveal which ids exist.
+    """
+    order = await uow.work_orders.get(work_id)
+    parties = {provider_id} if order is None else {order.seeker_id, provider_id}
+    people, devices = await uow.profiles.get_many_with_devices(parties)
+    caller = people.get(provider_id)
+    if caller is None or caller.deleted_at is not None:
+        raise ProfileNotFound("no profile for this user")
+    if not caller.is_provider:
+        raise NotAProvider(f"only providers {action} work orders")
+    if order is None or order.provider_id != provider_id:
+        raise WorkOrderNotFound(f"there is no work order {work_id}")
+    return order, people, devices

@@ -3,8 +3,9 @@ from __future__ import annotations
 from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._caller import providers_order
 from application.use_cases._notify import save_notifications_for
-from domain.errors import InvalidTransition, NotAProvider, ProfileNotFound, WorkOrderNotFound
+from domain.errors import InvalidTransition
 from domain.work_orders import WorkOrder, WorkStatus
 
 
@@ -22,16 +23,7 @@ class CompleteWork:
     async def execute(self, provider_id: int, work_id: int) -> WorkOrder:
         now = self._clock.now()
         async with self._uow_factory() as uow:
-            order = await uow.work_orders.get(work_id)
-            parties = {provider_id} if order is None else {order.seeker_id, provider_id}
-            people, devices = await uow.profiles.get_many_with_devices(parties)
-            caller = people.get(provider_id)
-            if caller is None or caller.deleted_at is not None:
-                raise ProfileNotFound("no profile for this user")
-            if not caller.is_provider:
-                raise NotAProvider("only the assigned provider completes work")
-            if order is None or order.provider_id != provider_id:
-                raise WorkOrderNotFound(f"there is no work order {work_id}")  # someone else's reads as missing
+            order, people, devices = await providers_order(uow, provider_id, work_id, "complete")
             order.complete(provider_id, now)
             if not await uow.work_orders.save_transition(order, WorkStatus.ACCEPTED):
                 raise InvalidTransition("this work order changed a moment ago; read it again")

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
+from application.use_cases._caller import providers_order
 from application.use_cases._notify import save_notifications_for
-from domain.errors import AlreadyAnswered, NotAProvider, ProfileNotFound, WorkOrderNotFound
+from domain.errors import AlreadyAnswered
 from domain.notifications import Notification, SocketState
 from domain.work_orders import WorkOrder, WorkStatus
 
@@ -39,18 +40,7 @@ class RespondToWork:
     async def execute(self, provider_id: int, work_id: int, accepted: bool) -> WorkAnswerRecorded:
         now = self._clock.now()
         async with self._uow_factory() as uow:
-            order = await uow.work_orders.get(work_id)
-            parties = {provider_id} if order is None else {order.seeker_id, provider_id}
-            people, devices = await uow.profiles.get_many_with_devices(parties)
-            # Who asks is checked before what they ask about, and someone else's order reads exactly
-            # like a missing one: the answer must not reveal which ids exist.
-            caller = people.get(provider_id)
-            if caller is None:
-                raise ProfileNotFound("no profile for this user")
-            if not caller.is_provider:
-                raise NotAProvider("only providers can answer work orders")
-            if order is None or order.provider_id != provider_id:
-                raise WorkOrderNotFound(f"there is no work order {work_id}")
+            order, people, devices = await providers_order(uow, provider_id, work_id, "answer")
             order.answer(provider_id, accepted, now)
             if not await uow.work_orders.save_transition(order, WorkStatus.PENDING):
                 raise AlreadyAnswered("this work order was answered a moment ago")
