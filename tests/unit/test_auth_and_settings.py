@@ -110,6 +110,12 @@ def test_bearer_token_sources():
         ({"DELIVERY_REQUEST_BUDGET_MS": "-1"}, "DELIVERY_REQUEST_BUDGET_MS"),
         ({"AUTO_MIGRATE": "perhaps"}, "AUTO_MIGRATE"),
         ({"CORS_ALLOW_ORIGINS": "app.example.com"}, "CORS_ALLOW_ORIGINS"),
+        ({"JWT_ALGORITHM": "RS256", "JWT_JWKS_URL": "https://auth.example/jwks"}, "JWT_ISSUER"),
+        ({"JWT_JWKS_URL": "https://a/jwks", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"}, "RS256"),
+        ({"AUTH_PRESET": "firebase"}, "FIREBASE_PROJECT_ID"),
+        ({"AUTH_PRESET": "keycloak"}, "AUTH_PRESET"),
+        ({"JWT_REQUIRED_CLAIMS": "token_type"}, "JWT_REQUIRED_CLAIMS"),
+        ({"ADMIN_API_KEYS": "short"}, "ADMIN_API_KEYS"),
         ({"CORS_ALLOW_ORIGINS": "https://app.example.com/path"}, "CORS_ALLOW_ORIGINS"),
         ({"JWT_PUBLIC_KEY_PATH": "/nonexistent/key.pem"}, "JWT_PUBLIC_KEY_PATH"),
     ],
@@ -139,10 +145,15 @@ def test_defaults_are_the_embedded_service(tmp_path):
     assert settings.with_jwt_secret().jwt_secret == with_secret.jwt_secret  # generated once, then kept
     shown = repr(
         Settings.from_env(
-            {"JWT_SECRET": SECRET, "DATABASE_URL": "postgresql://u:hunter2@db/x", "REDIS_URL": "redis://:pw9@r"}
+            {
+                "JWT_SECRET": SECRET,
+                "DATABASE_URL": "postgresql://u:hunter2@db/x",
+                "REDIS_URL": "redis://:pw9@r",
+                "ADMIN_API_KEYS": "adminkey-" + "z" * 32,
+            }
         )
     )
-    assert SECRET not in shown and "hunter2" not in shown and "pw9" not in shown
+    assert SECRET not in shown and "hunter2" not in shown and "pw9" not in shown and "adminkey" not in shown
 
 
 @pytest.mark.parametrize(
