@@ -332,7 +332,10 @@ class LiveSessions:
         closed = 0
         for user_id in gone:
             for session in list(self._by_user.get(user_id, ())):
-                await session.revoke()
+                # Not awaited here: a socket that does not drain would hold up every other close.
+                task = asyncio.create_task(session.revoke())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
                 closed += 1
         if closed:
             log.info("closed the sockets of deleted users", extra={"users": len(gone), "sockets": closed})
