@@ -22,12 +22,6 @@ class ProfileFields:
     fcm_token: str | None = None
 
 
-@dataclass(frozen=True)
-class Provisioned:
-    profile: Profile
-    created: bool
-
-
 class ProvisionProfile:
     """Create or update the profile the app's tokens call ``external_id``.
 
@@ -40,7 +34,7 @@ class ProvisionProfile:
         self._uow_factory = uow_factory
         self._clock = clock
 
-    async def execute(self, external_id: str, fields: ProfileFields) -> Provisioned:
+    async def execute(self, external_id: str, fields: ProfileFields) -> Upsert:
         check_external_id(external_id)
         now = self._clock.now()
         async with self._uow_factory() as uow:
@@ -48,7 +42,7 @@ class ProvisionProfile:
             planned = await plan_upsert(uow, external_id, fields, known, now)
             await write_upserts(uow, [planned], now)
             await uow.commit()
-        return Provisioned(planned.profile, planned.created)
+        return planned
 
 
 @dataclass
