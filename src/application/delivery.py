@@ -19,6 +19,8 @@ from application.messages import push_for
 from application.policy import DeliveryPolicy
 from application.ports import (
     Clock,
+    DeliveryMetrics,
+    NoDeliveryMetrics,
     PushFailed,
     PushResult,
     PushRetryLater,
@@ -63,8 +65,10 @@ class NotificationDelivery:
         broker: RealtimeBroker,
         clock: Clock,
         policy: DeliveryPolicy,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._metrics = metrics or NoDeliveryMetrics()
         self._push = push
         self._broker = broker
         self._clock = clock
@@ -78,6 +82,11 @@ class NotificationDelivery:
 
     def lease_until(self) -> datetime:
         return self._clock.now() + self._policy.lease
+
+    def created(self, notifications: Sequence[Notification]) -> None:
+        """Count notifications saved for delivery (by kind)."""
+        for n in notifications:
+            self._metrics.notification_created(n.kind.value)
 
     async def deliver(
         self,
@@ -141,8 +150,10 @@ class NotificationDelivery:
             message = push_for(n, self._clock.now())
             if message is None:
                 n.push_failed("offer_expired_before_push")
+                self._metrics.channel_outcome("push", "failed")
             elif not devices:
                 n.push_skipped()
+                self._metrics.channel_outcome("push", "skipped")
             else:
                 attempt.push_task = self._track(
                     asyncio.create_task(
@@ -170,14 +181,17 @@ class NotificationDelivery:
         if error is None:
             if task.result() > 0:
                 n.socket_sent()
+                self._metrics.channel_outcome("socket", "sent", self._age(n))
             else:
                 n.socket_not_connected()
+                self._metrics.channel_outcome("socket", "not_connected")
             return
         reason = "broker_unavailable" if isinstance(error, BrokerUnavailable) else f"socket_error: {error!r}"
         if isinstance(error, TimeoutError):
             reason = "socket_timeout"
         log.warning("socket delivery failed, will retry", extra={"notification_id": n.id, "reason": reason})
         n.socket_retry(reason)
+        self._metrics.channel_outcome("socket", "pending")
 
     def _apply_push(self, attempt: _Attempt, task: asyncio.Task[list[PushResult]]) -> None:
         n = attempt.notification
@@ -186,15 +200,23 @@ class NotificationDelivery:
             reason = "push_timeout" if isinstance(error, TimeoutError) else f"push_error: {error!r}"
             log.warning("push delivery failed, will retry", extra={"notification_id": n.id, "reason": reason})
             n.push_retry(reason)
+            self._metrics.channel_outcome("push", "pending")
+            self._metrics.push_error("TIMEOUT" if isinstance(error, TimeoutError) else "CLIENT_ERROR")
             return
         results = task.result()
         for device, result in zip(attempt.devices, results, strict=True):
             if isinstance(result, PushTokenInvalid) and device.id is not None:
                 attempt.dead_devices[device.id] = result.reason
+        for r in results:
+            if not isinstance(r, PushSent):
+                self._metrics.push_error(r.reason.split(":", 1)[0])
         sent = [r for r in results if isinstance(r, PushSent)]
         retry = [r for r in results if isinstance(r, PushRetryLater)]
         failed = [r for r in results if isinstance(r, PushFailed)]
         invalid = [r for r in results if isinstance(r, PushTokenInvalid)]
+        self._metrics.channel_outcome(
+            "push", "sent" if sent else "pending" if retry else "failed", self._age(n) if sent else None
+        )
         if sent:
             n.push_sent(sent[0].message_id)
         elif retry:
@@ -205,6 +227,9 @@ class NotificationDelivery:
             n.push_failed(failed[0].reason)
         else:
             n.push_failed(f"all_devices_invalid: {invalid[0].reason}" if invalid else "no_result")
+
+    def _age(self, n: Notification) -> float:
+        return max(0.0, (self._clock.now() - n.created_at).total_seconds())
 
     def _submit(self, attempts: Sequence[_Attempt]) -> None:
         """Schedule what finished and hand the outcomes to the recorder, which writes them in batches.

@@ -252,6 +252,35 @@ class PushSender(Protocol):
         """Send one message to each device; the results are in the order of ``devices``."""
 
 
+# --- metrics --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class DeliveryMetrics(Protocol):
+    """What delivery counts for operators. Labels are bounded: kinds, channels, outcomes, FCM error codes."""
+
+    def notification_created(self, kind: str) -> None: ...
+
+    def channel_outcome(self, channel: str, outcome: str, seconds_since_created: float | None = None) -> None:
+        """A channel attempt ended (``sent``, ``not_connected``, ``pending``, ``failed``, ``skipped``); for a
+        success, how long after the notification was committed."""
+
+    def push_error(self, code: str) -> None: ...
+
+
+class NoDeliveryMetrics(DeliveryMetrics):
+    """Counting nothing: unit tests and tools that expose no metrics."""
+
+    def notification_created(self, kind: str) -> None:
+        return None
+
+    def channel_outcome(self, channel: str, outcome: str, seconds_since_created: float | None = None) -> None:
+        return None
+
+    def push_error(self, code: str) -> None:
+        return None
+
+
 # --- identity -------------------------------------------------------------------------------------------
 
 

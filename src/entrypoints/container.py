@@ -15,6 +15,7 @@ from adapters.fcm.sender import FcmConfigurationError, FcmPushSender, load_crede
 from adapters.memory.broker import InProcessBroker
 from adapters.memory.clock import SystemClock
 from adapters.memory.push import DisabledPushSender, LoggingPushSender
+from adapters.prometheus.metrics import PrometheusMetrics
 from adapters.redis.broker import RedisBroker
 from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, normalize_url, sqlite_path, sqlite_url
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
@@ -130,8 +131,9 @@ class Container(containers.DeclarativeContainer):
     unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine)
     delivery_policy = providers.Singleton(delivery_policy, settings)
     work_policy = providers.Singleton(WorkPolicy, time_to_answer=settings.provided.time_to_answer)
+    metrics = providers.Singleton(PrometheusMetrics)
     delivery = providers.Singleton(
-        NotificationDelivery, unit_of_work.provider, push_sender, broker, clock, delivery_policy
+        NotificationDelivery, unit_of_work.provider, push_sender, broker, clock, delivery_policy, metrics
     )
 
     create_profile = providers.Singleton(CreateProfile, unit_of_work.provider)

@@ -34,4 +34,5 @@ async def save_notifications_for(
     for n in notifications:
         n.start_attempt(now, lease_until)
     await uow.notifications.add_many(notifications)
+    delivery.created(notifications)
     return notifications

@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 
-from litestar import Litestar, Response, get, head
+from litestar import Litestar, Request, Response, get, head
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from adapters.prometheus.metrics import PrometheusMetrics
 from adapters.sqlalchemy.migrate import schema_problem, upgrade_async
+from application.errors import InvalidToken
 from entrypoints.container import Container, build_container, close, database_location, database_settings
 from entrypoints.http.admin import AdminProfilesController
-from entrypoints.http.errors import EXCEPTION_HANDLERS, error_body
+from entrypoints.http.errors import EXCEPTION_HANDLERS, RequestRejected, error_body
 from entrypoints.http.guards import caller_id
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope, error_responses
@@ -77,6 +82,26 @@ def asyncapi_schema():
     return asyncapi
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def metrics_endpoint(metrics: PrometheusMetrics, token: str | None):
+    @get("/metrics", tags=["operations"], operation_id="metrics", include_in_schema=False)
+    async def scrape(request: Request) -> Response:
+        """Prometheus text format. With METRICS_TOKEN: that bearer token only; without: loopback clients only."""
+        if token:
+            scheme, _, supplied = (request.headers.get("authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), token.encode()):
+                raise InvalidToken("metrics need 'Authorization: Bearer <METRICS_TOKEN>'")
+        elif (request.client.host if request.client else None) not in LOOPBACK:
+            raise RequestRejected(
+                403, "forbidden", "metrics are served to loopback clients unless METRICS_TOKEN is set"
+            )
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return scrape
+
+
 def readiness(container: Container):
     @get("/ready", tags=["operations"], operation_id="ready", responses=error_responses(503))
     async def ready() -> Response:
@@ -111,12 +136,30 @@ class WorkcastApp(Litestar):
     """Litestar, with the WebSocket paths served ahead of its routing (see entrypoints.http.sockets)."""
 
     sockets: SocketServices
+    metrics: PrometheusMetrics
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "websocket" and (role := socket_role(scope["path"])) is not None:
             await serve_socket(scope, receive, send, role, self.sockets)
             return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Every HTTP request is counted by its route template (Litestar's, once routed), never its raw path.
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_and_note_status)
+        finally:
+            route = scope.get("path_template") if scope.get("route_handler") is not None else None
+            self.metrics.http_request(scope["method"], route or "unmatched", status, time.perf_counter() - started)
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> WorkcastApp:
@@ -188,6 +231,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             health_head,
             readiness(container),
             asyncapi_schema(),
+            metrics_endpoint(container.metrics(), settings.metrics_token),
         ],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -215,6 +259,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         logging_config=None,  # configure_logging() owns the log format
         debug=False,
     )
+    app.metrics = container.metrics()
     app.sockets = SocketServices(
         identify=container.identify_caller(),
         broker=container.broker(),
@@ -222,6 +267,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         respond=container.respond_to_work(),
         acknowledge=container.acknowledge_notification(),
         sessions=LiveSessions(),
+        metrics=container.metrics(),
         send_queue=settings.socket_send_queue,
         send_timeout=settings.socket_send_timeout,
     )

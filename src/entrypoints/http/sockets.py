@@ -26,6 +26,7 @@ from litestar.handlers.asgi_handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
 from msgspec import Struct
 
+from adapters.prometheus.metrics import PrometheusMetrics
 from application.errors import InvalidToken, KeysUnavailable, StorageUnavailable
 from application.ports import RealtimeBroker
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
@@ -74,6 +75,7 @@ class SocketServices:
     respond: RespondToWork
     acknowledge: AcknowledgeNotification
     sessions: LiveSessions
+    metrics: PrometheusMetrics
     send_queue: int = 32  # writes that may wait for one socket to drain (SOCKET_SEND_QUEUE)
     send_timeout: float = 5.0  # seconds one write may wait (SOCKET_SEND_TIMEOUT_SECONDS)
 
@@ -162,6 +164,11 @@ class WorkSocket:
             raise SocketClosed from None
         finally:
             self._sending -= 1
+
+    @property
+    def stuck(self) -> bool:
+        """Given up for not draining (closed 4408)."""
+        return self._stuck
 
     def _give_up(self) -> None:
         if self._stuck:
@@ -293,6 +300,7 @@ async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, s
             await socket.close(CLOSE_FORBIDDEN, f"this socket is for {role.value}s")
             return
         log.info("socket connected", extra={"user_id": user_id, "role": role.value})
+        services.metrics.sockets_open.labels(role.value).inc()
         services.sessions.add(user_id, session)
         await session.replay(replay)
         del replay
@@ -306,8 +314,10 @@ async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, s
     finally:
         services.sessions.remove(user_id, session)
         await broker.unsubscribe(user_id, session.deliver)
-        if session.role is role:  # it was logged as connected
+        if session.role is role:  # it was logged (and counted) as connected
             log.info("socket disconnected", extra={"user_id": user_id, "role": role.value})
+            services.metrics.sockets_open.labels(role.value).dec()
+            services.metrics.socket_closes.labels("too_slow" if session.stuck else "closed").inc()
 
 
 class LiveSessions:

@@ -1,0 +1,1 @@
+"""Prometheus metrics (prometheus-client): delivery counts and latencies, HTTP requests, sockets."""
