@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -18,6 +19,20 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 # Browsers put the JWT in the WebSocket URL (?token=...), and uvicorn logs URLs.
 _SECRET_IN_URL = re.compile(r"(?i)\b(token|access_token|jwt)=[^\s&\"']+")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
+
+
+# The request a log line belongs to: set for each HTTP request, inherited by the tasks it starts
+# (deliveries finishing in the background), so every line the request causes carries its id.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+class WithRequestId(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            current = request_id.get()
+            if current is not None:
+                record.request_id = current
+        return True
 
 
 class OncePer:
@@ -82,6 +97,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactSecrets())
+    handler.addFilter(WithRequestId())
     handler.set_name(_OUR_HANDLER)
     root = logging.getLogger()
     # Replace our own handler (configured again: no duplicate lines); leave others', e.g. a test's capture.

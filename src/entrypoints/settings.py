@@ -82,6 +82,7 @@ class Settings:
     socket_send_queue: int
     cors_allow_origins: tuple[str, ...]
     metrics_token: str | None = field(repr=False)
+    trusted_proxies: tuple[str, ...]
     socket_send_timeout: float
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
@@ -164,6 +165,7 @@ class Settings:
             socket_send_queue=read.integer("SOCKET_SEND_QUEUE", 32, minimum=1),
             cors_allow_origins=read.origins("CORS_ALLOW_ORIGINS"),
             metrics_token=read.text("METRICS_TOKEN", "") or None,
+            trusted_proxies=tuple(p.strip() for p in read.text("TRUSTED_PROXIES", "").split(",") if p.strip()),
             socket_send_timeout=read.number("SOCKET_SEND_TIMEOUT_SECONDS", 5.0),
             data_dir_is_default=not read.text("WORKCAST_DATA_DIR", ""),
         )

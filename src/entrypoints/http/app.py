@@ -7,7 +7,9 @@ import contextlib
 import gc
 import hmac
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from litestar import Litestar, Request, Response, get, head
@@ -24,16 +26,30 @@ from application.errors import InvalidToken
 from entrypoints.container import Container, build_container, close, database_location, database_settings
 from entrypoints.http.admin import AdminProfilesController
 from entrypoints.http.errors import EXCEPTION_HANDLERS, RequestRejected, error_body
-from entrypoints.http.guards import caller_id
+from entrypoints.http.guards import CALLER_ID, caller_id
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope, error_responses
 from entrypoints.http.socket_protocol import asyncapi_document
 from entrypoints.http.sockets import LiveSessions, SocketServices, serve_socket, socket_paths_over_http, socket_role
 from entrypoints.http.strict import StrictJsonRequest
-from entrypoints.logs import configure_logging
+from entrypoints.logs import configure_logging, request_id
 from entrypoints.settings import Settings
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("workcast.access")
+_REQUEST_ID = re.compile(r"[!-~]{1,128}")  # visible ASCII: safe to echo in a header and a log line
+
+
+def _request_id(scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            supplied = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(supplied):
+                return supplied
+            break
+    return uuid.uuid4().hex
+
+
 GC_THRESHOLDS = (2000, 20, 1000)  # CPython's defaults: (700, 10, 10)
 
 # Use cases and services handlers may ask for by name; each resolves through the container.
@@ -145,21 +161,50 @@ class WorkcastApp(Litestar):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        # Every HTTP request is counted by its route template (Litestar's, once routed), never its raw path.
+        # Every HTTP request is counted and logged by its route template (Litestar's, once routed), never
+        # its raw path or query (tokens travel there), with a request id that every line it causes carries.
         started = time.perf_counter()
         status = 500
+        rid = _request_id(scope)
+        token = request_id.set(rid)
 
         async def send_and_note_status(message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await super().__call__(scope, receive, send_and_note_status)
         finally:
-            route = scope.get("path_template") if scope.get("route_handler") is not None else None
-            self.metrics.http_request(scope["method"], route or "unmatched", status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            route = (scope.get("path_template") if scope.get("route_handler") is not None else None) or "unmatched"
+            self.metrics.http_request(scope["method"], route, status, seconds)
+            access.log(
+                logging.ERROR if status >= 500 else logging.INFO,
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "user_id": scope.get("state", {}).get(CALLER_ID),
+                    "client": self.client_address(scope),
+                },
+            )
+            request_id.reset(token)
+
+    trusted_proxies: frozenset[str] = frozenset()
+
+    def client_address(self, scope) -> str | None:
+        """The client's address; behind a trusted proxy, the address that proxy saw (X-Forwarded-For)."""
+        peer = scope["client"][0] if scope.get("client") else None
+        if peer in self.trusted_proxies:
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    return value.decode("latin-1").rsplit(",", 1)[-1].strip()[:64] or peer
+        return peer
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> WorkcastApp:
@@ -260,6 +305,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         debug=False,
     )
     app.metrics = container.metrics()
+    app.trusted_proxies = frozenset(settings.trusted_proxies)
     app.sockets = SocketServices(
         identify=container.identify_caller(),
         broker=container.broker(),
