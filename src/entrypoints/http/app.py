@@ -164,7 +164,7 @@ class WorkcastApp(Litestar):
         # Every HTTP request is counted and logged by its route template (Litestar's, once routed), never
         # its raw path or query (tokens travel there), with a request id that every line it causes carries.
         started = time.perf_counter()
-        status = 500
+        status = 499  # until a response starts: nginx's "client closed the request" (an app error answers 500)
         rid = _request_id(scope)
         token = request_id.set(rid)
 
