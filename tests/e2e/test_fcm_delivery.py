@@ -151,8 +151,12 @@ async def test_a_crash_after_commit_loses_nothing(fcm, tmp_path):
             assert r.status_code == 201 and r.json()["data"]["fcm_sent"] is False
             work_id = r.json()["data"]["work_order_id"]
             await until(lambda: any(q["body"]["message"].get("token") == token for q in fcm.requests))
+            abandoned = fcm.abandoned
             os.kill(first.pid, signal.SIGKILL)  # committed, push in flight, nothing recorded as sent
             first.wait(5)
+            # The fake must see the killed client go before the hang is lifted, or it would answer (and count
+            # as delivered) a request nobody is waiting for.
+            await until(lambda: fcm.abandoned > abandoned, within=30)
     finally:
         fcm.hang.discard(token)
     await asyncio.sleep(0.2)

@@ -58,6 +58,7 @@ class FakeFcm:
     accepted: int = 0  # messages accepted in all
     requests: list[dict[str, Any]] = field(default_factory=list)  # every send request
     token_requests: int = 0
+    abandoned: int = 0  # held sends whose client went away before the answer (nothing was delivered)
     keep_messages: bool = True  # the benchmark turns it off to keep memory flat
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _access_tokens: set[str] = field(default_factory=set)
@@ -160,6 +161,7 @@ class FakeFcm:
             while target in self.hang and not gone.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             if gone.done():
+                self.abandoned += 1
                 return
             gone.cancel()
         failure = self.failure_for(target or "")
