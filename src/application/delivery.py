@@ -205,11 +205,11 @@ class NotificationDelivery:
             return
         results = task.result()
         for device, result in zip(attempt.devices, results, strict=True):
+            if isinstance(result, PushSent):
+                continue
+            self._metrics.push_error(result.reason.split(":", 1)[0])
             if isinstance(result, PushTokenInvalid) and device.id is not None:
                 attempt.dead_devices[device.id] = result.reason
-        for r in results:
-            if not isinstance(r, PushSent):
-                self._metrics.push_error(r.reason.split(":", 1)[0])
         sent = [r for r in results if isinstance(r, PushSent)]
         retry = [r for r in results if isinstance(r, PushRetryLater)]
         failed = [r for r in results if isinstance(r, PushFailed)]

@@ -53,13 +53,13 @@ class LocalSockets:
         if len(sinks) == 1:
             return int(await self._send_one(sinks[0], text))
         pending = {asyncio.ensure_future(self._send_one(s, text)) for s in sinks}
+        for task in pending:  # held from the start: the writes outlive this call (or its cancellation)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         succeeded = 0
         while pending and not succeeded:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             succeeded += sum(task.result() for task in done)
-        for task in pending:
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
         return succeeded
 
     async def _send_one(self, sink: SocketSink, text: str) -> bool:

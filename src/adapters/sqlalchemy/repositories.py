@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -142,19 +142,16 @@ def _saved_columns(profile: Profile) -> dict[str, Any]:
 
 
 INSERT_PROFILES = insert(profiles).returning(profiles.c.id, sort_by_parameter_order=True)
-SAVE_PROFILE = (
-    update(profiles)
-    .where(profiles.c.id == bindparam("b_id"))
-    .values(
-        {
-            name: bindparam(f"b_{name}", type_=profiles.c[name].type)
-            for name in (
-                "role", "name", "mobile", "is_active_for_work", "location_updated_at",
-                "latitude", "longitude", "external_id", "deleted_at",
-            )
-        }
-    )
-)  # fmt: skip
+
+
+def _update_many(table, columns: Iterable[str]):
+    """``UPDATE table SET <each column> = :b_<column> WHERE id = :b_id``, for executemany."""
+    values = {name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns}
+    return update(table).where(table.c.id == bindparam("b_id")).values(values)
+
+
+# The columns come from the same helper the single save uses, so the two cannot drift apart.
+SAVE_PROFILE = _update_many(profiles, _saved_columns(Profile(Role.SEEKER, "", "")))
 
 
 class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
@@ -279,15 +276,8 @@ def _device_columns(device: DeviceToken) -> dict[str, Any]:
 
 
 INSERT_DEVICES = insert(device_tokens).returning(device_tokens.c.id, sort_by_parameter_order=True)
-SAVE_DEVICE = (
-    update(device_tokens)
-    .where(device_tokens.c.id == bindparam("b_id"))
-    .values(
-        {
-            name: bindparam(f"b_{name}", type_=device_tokens.c[name].type)
-            for name in ("user_id", "token", "kind", "platform", "registered_at", "invalidated_at", "invalid_reason")
-        }
-    )
+SAVE_DEVICE = _update_many(
+    device_tokens, _device_columns(DeviceToken(0, "", AddressKind.REGISTRATION_TOKEN, "", datetime.now(UTC)))
 )
 
 ACTIVE_DEVICES = _per_dialect(
