@@ -30,6 +30,7 @@ from application.ports import (
     RealtimeBroker,
     UnitOfWorkFactory,
 )
+from domain.audit import AttemptOutcome, DeliveryAttempt
 from domain.devices import DeviceToken
 from domain.notifications import Notification
 
@@ -43,10 +44,41 @@ class _Attempt:
 
     notification: Notification
     devices: list[DeviceToken]
+    started_at: datetime
+    started: float  # the event loop's clock, for durations
     socket_task: asyncio.Task[int] | None = None
     push_task: asyncio.Task[list[PushResult]] | None = None
     retry_after: timedelta | None = None
     dead_devices: dict[int, str] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)  # channel -> loop time its task ended
+    trail: list[DeliveryAttempt] = field(default_factory=list)  # the audit records not yet handed over
+
+    def watch(self, channel: str, task: asyncio.Task) -> asyncio.Task:
+        loop = asyncio.get_running_loop()
+        task.add_done_callback(lambda _: self.finished.__setitem__(channel, loop.time()))
+        return task
+
+    def record(
+        self,
+        channel: str,
+        outcome: AttemptOutcome,
+        instance: str,
+        detail: str | None = None,
+        device_id: int | None = None,
+    ) -> None:
+        ended = self.finished.get(channel, self.started)
+        self.trail.append(
+            DeliveryAttempt(
+                notification_id=self.notification.id or 0,
+                channel=channel,
+                at=self.started_at,
+                outcome=outcome,
+                duration_ms=max(0, round((ended - self.started) * 1000)),
+                instance=instance,
+                device_id=device_id,
+                detail=detail,
+            )
+        )
 
     def tasks(self) -> list[asyncio.Task]:
         return [t for t in (self.socket_task, self.push_task) if t is not None]
@@ -66,15 +98,17 @@ class NotificationDelivery:
         clock: Clock,
         policy: DeliveryPolicy,
         metrics: DeliveryMetrics | None = None,
+        instance: str = "local",
     ) -> None:
         self._uow_factory = uow_factory
+        self._instance = instance
         self._metrics = metrics or NoDeliveryMetrics()
         self._push = push
         self._broker = broker
         self._clock = clock
         self._policy = policy
         self._background: set[asyncio.Task] = set()
-        self._unrecorded: list[tuple[Notification, dict[int, str]]] = []
+        self._unrecorded: list[tuple[Notification, dict[int, str], list[DeliveryAttempt]]] = []
         self._wake_recorder = asyncio.Event()
         self._recorded_all = asyncio.Event()
         self._recorded_all.set()
@@ -136,29 +170,32 @@ class NotificationDelivery:
     # --- internals ----------------------------------------------------------------------------
 
     def _start(self, n: Notification, devices: list[DeviceToken]) -> _Attempt:
-        attempt = _Attempt(n, devices)
+        now = self._clock.now()
+        attempt = _Attempt(n, devices, started_at=now, started=asyncio.get_running_loop().time())
         push_pending, socket_pending = n.pending_channels
         if socket_pending:
-            attempt.socket_task = self._track(
-                asyncio.create_task(
-                    asyncio.wait_for(
-                        self._broker.publish(n.recipient_id, n.message()), self._policy.socket_timeout.total_seconds()
-                    )
-                )
+            publish = self._broker.publish(n.recipient_id, n.message())
+            attempt.socket_task = attempt.watch(
+                "socket",
+                self._track(
+                    asyncio.create_task(asyncio.wait_for(publish, self._policy.socket_timeout.total_seconds()))
+                ),
             )
         if push_pending:
-            message = push_for(n, self._clock.now())
+            message = push_for(n, now)
             if message is None:
                 n.push_failed("offer_expired_before_push")
+                attempt.record("push", AttemptOutcome.FAILED, self._instance, "offer_expired_before_push")
                 self._metrics.channel_outcome("push", "failed")
             elif not devices:
                 n.push_skipped()
+                attempt.record("push", AttemptOutcome.SKIPPED, self._instance, "no_active_device")
                 self._metrics.channel_outcome("push", "skipped")
             else:
-                attempt.push_task = self._track(
-                    asyncio.create_task(
-                        asyncio.wait_for(self._push.send(message, devices), self._policy.push_timeout.total_seconds())
-                    )
+                send = self._push.send(message, devices)
+                attempt.push_task = attempt.watch(
+                    "push",
+                    self._track(asyncio.create_task(asyncio.wait_for(send, self._policy.push_timeout.total_seconds()))),
                 )
         return attempt
 
@@ -168,22 +205,24 @@ class NotificationDelivery:
         return task
 
     def _apply_finished(self, attempt: _Attempt) -> None:
-        n = attempt.notification
         if attempt.socket_task is not None and attempt.socket_task.done():
-            self._apply_socket(n, attempt.socket_task)
+            self._apply_socket(attempt, attempt.socket_task)
             attempt.socket_task = None
         if attempt.push_task is not None and attempt.push_task.done():
             self._apply_push(attempt, attempt.push_task)
             attempt.push_task = None
 
-    def _apply_socket(self, n: Notification, task: asyncio.Task[int]) -> None:
+    def _apply_socket(self, attempt: _Attempt, task: asyncio.Task[int]) -> None:
+        n = attempt.notification
         error = _failure_of(task)
         if error is None:
             if task.result() > 0:
                 n.socket_sent()
+                attempt.record("socket", AttemptOutcome.SENT, self._instance)
                 self._metrics.channel_outcome("socket", "sent", self._age(n))
             else:
                 n.socket_not_connected()
+                attempt.record("socket", AttemptOutcome.NOT_CONNECTED, self._instance)
                 self._metrics.channel_outcome("socket", "not_connected")
             return
         reason = "broker_unavailable" if isinstance(error, BrokerUnavailable) else f"socket_error: {error!r}"
@@ -191,6 +230,7 @@ class NotificationDelivery:
             reason = "socket_timeout"
         log.warning("socket delivery failed, will retry", extra={"notification_id": n.id, "reason": reason})
         n.socket_retry(reason)
+        attempt.record("socket", AttemptOutcome.RETRY, self._instance, reason)
         self._metrics.channel_outcome("socket", "pending")
 
     def _apply_push(self, attempt: _Attempt, task: asyncio.Task[list[PushResult]]) -> None:
@@ -200,13 +240,17 @@ class NotificationDelivery:
             reason = "push_timeout" if isinstance(error, TimeoutError) else f"push_error: {error!r}"
             log.warning("push delivery failed, will retry", extra={"notification_id": n.id, "reason": reason})
             n.push_retry(reason)
+            for device in attempt.devices:
+                attempt.record("push", AttemptOutcome.RETRY, self._instance, reason, device.id)
             self._metrics.channel_outcome("push", "pending")
             self._metrics.push_error("TIMEOUT" if isinstance(error, TimeoutError) else "CLIENT_ERROR")
             return
         results = task.result()
         for device, result in zip(attempt.devices, results, strict=True):
             if isinstance(result, PushSent):
+                attempt.record("push", AttemptOutcome.SENT, self._instance, result.message_id, device.id)
                 continue
+            attempt.record("push", _OUTCOME_OF[type(result)], self._instance, result.reason, device.id)
             self._metrics.push_error(result.reason.split(":", 1)[0])
             if isinstance(result, PushTokenInvalid) and device.id is not None:
                 attempt.dead_devices[device.id] = result.reason
@@ -244,8 +288,9 @@ class NotificationDelivery:
             if not attempt.in_flight():
                 # Still in flight: keep the lease as next_attempt_at until the background task records it.
                 n.schedule(now + self._policy.retry_delay(n.attempts, attempt.retry_after), self._policy.max_attempts)
-            self._unrecorded.append((replace(n), dict(attempt.dead_devices)))
+            self._unrecorded.append((replace(n), dict(attempt.dead_devices), attempt.trail))
             attempt.dead_devices.clear()
+            attempt.trail = []
         self._recorded_all.clear()
         self._wake_recorder.set()
         if self._recorder is None or self._recorder.done():
@@ -264,24 +309,35 @@ class NotificationDelivery:
                     # The work itself is committed; an unrecorded outcome only means the dispatcher
                     # tries these again when their lease ends (a possible duplicate, never a loss).
                     log.exception(
-                        "could not record delivery outcomes", extra={"notification_ids": [n.id for n, _ in batch]}
+                        "could not record delivery outcomes", extra={"notification_ids": [n.id for n, _, _ in batch]}
                     )
             self._recorded_all.set()
 
-    async def _write(self, batch: list[tuple[Notification, dict[int, str]]]) -> None:
+    async def _write(self, batch: list[tuple[Notification, dict[int, str], list[DeliveryAttempt]]]) -> None:
         dead: dict[int, str] = {}
-        for _, devices in batch:
+        trail: list[DeliveryAttempt] = []
+        for _, devices, attempts in batch:
             dead.update(devices)
+            trail.extend(attempts)
         async with self._uow_factory() as uow:
-            await uow.notifications.save_deliveries([n for n, _ in batch])
+            await uow.notifications.save_deliveries([n for n, _, _ in batch])
             if dead:
                 await uow.devices.invalidate(dead, self._clock.now())
+            if trail:
+                await uow.attempts.add_many(trail)
             await uow.commit()
 
     async def _finish_in_background(self, attempt: _Attempt) -> None:
         await asyncio.wait(attempt.in_flight())
         self._apply_finished(attempt)
         self._submit([attempt])
+
+
+_OUTCOME_OF = {
+    PushTokenInvalid: AttemptOutcome.INVALID_DEVICE,
+    PushRetryLater: AttemptOutcome.RETRY,
+    PushFailed: AttemptOutcome.FAILED,
+}
 
 
 def _failure_of(task: asyncio.Task) -> BaseException | None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from domain.audit import DeliveryAttempt
 from domain.devices import DeviceToken
 from domain.notifications import Notification
 from domain.profiles import Profile, Role
@@ -176,6 +177,51 @@ class NotificationRepository(Protocol):
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
         """Counts by derived delivery status and by channel state, and the most frequent push errors."""
 
+    async def list_for_work(self, work_id: int, limit: int) -> list[Notification]:
+        """The notifications about one work order, oldest first."""
+
+    async def due_backlog(self, now: datetime) -> tuple[int, datetime | None]:
+        """How many notifications are due by ``now``, and when the oldest of them became due."""
+
+
+@runtime_checkable
+class DeliveryAttemptRepository(Protocol):
+    """The per-attempt audit trail."""
+
+    async def add_many(self, attempts: Sequence[DeliveryAttempt]) -> None: ...
+
+    async def for_notifications(self, notification_ids: Collection[int]) -> list[DeliveryAttempt]:
+        """The attempts of these notifications, in the order they were made."""
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        """Forget at most ``limit`` attempts made before ``cutoff`` (the retention sweep); returns how many."""
+
+
+@dataclass(frozen=True)
+class MinuteActivity:
+    """Notifications created in one minute, and how many of those were delivered (acknowledged) or failed."""
+
+    minute: datetime
+    created: int
+    delivered: int
+    failed: int
+
+
+@runtime_checkable
+class OperatorQueries(Protocol):
+    """What the ops console reads beyond the repositories: overviews across users."""
+
+    async def orders_by_status(self) -> dict[str, int]: ...
+
+    async def recent_orders(self, limit: int, party_id: int | None = None) -> list[WorkOrder]:
+        """Newest orders first; with ``party_id``, only those where that user is the seeker or the provider."""
+
+    async def devices_of(self, user_id: int) -> list[DeviceToken]:
+        """All the user's devices, invalidated ones included, newest first."""
+
+    async def activity_per_minute(self, since: datetime) -> list[MinuteActivity]:
+        """Per minute since ``since`` (minutes without notifications are absent), oldest first."""
+
 
 class UnitOfWork(Protocol):
     """One transaction over all repositories: commit makes every change durable, anything else undoes all.
@@ -187,6 +233,8 @@ class UnitOfWork(Protocol):
     devices: DeviceTokenRepository
     work_orders: WorkOrderRepository
     notifications: NotificationRepository
+    attempts: DeliveryAttemptRepository
+    operator: OperatorQueries
 
     async def __aenter__(self) -> Self: ...
 
@@ -267,6 +315,9 @@ class DeliveryMetrics(Protocol):
 
     def push_error(self, code: str) -> None: ...
 
+    def acknowledged(self, channel: str, seconds_since_created: float) -> None:
+        """The app confirmed it showed a notification (``socket`` or ``http``)."""
+
 
 class NoDeliveryMetrics(DeliveryMetrics):
     """Counting nothing: unit tests and tools that expose no metrics."""
@@ -278,6 +329,9 @@ class NoDeliveryMetrics(DeliveryMetrics):
         return None
 
     def push_error(self, code: str) -> None:
+        return None
+
+    def acknowledged(self, channel: str, seconds_since_created: float) -> None:
         return None
 
 

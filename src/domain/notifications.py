@@ -134,6 +134,21 @@ class Notification:
             return
         self.next_attempt_at = next_attempt_at
 
+    def reopen(self, now: datetime) -> bool:
+        """An operator asks for another try: channels that failed or found nothing get a fresh set of attempts,
+        due now. Channels already sent, and acknowledged notifications, are left alone (returns False)."""
+        if self.delivered_at is not None:
+            return False
+        reopened = False
+        if self.push_state in (PushState.FAILED, PushState.SKIPPED, PushState.PENDING):
+            self.push_state, reopened = PushState.PENDING, True
+        if self.socket_state in (SocketState.FAILED, SocketState.NOT_CONNECTED, SocketState.PENDING):
+            self.socket_state, reopened = SocketState.PENDING, True
+        if reopened:
+            self.attempts = 0
+            self.next_attempt_at = now
+        return reopened
+
     def mark_seen_on_socket(self) -> None:
         """A replay on connect put it on a live socket."""
         self.socket_sent()

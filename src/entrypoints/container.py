@@ -27,6 +27,7 @@ from application.use_cases.assign_work import AssignWork
 from application.use_cases.cancel_work import CancelWork
 from application.use_cases.catch_up_sockets import CatchUpSockets
 from application.use_cases.complete_work import CompleteWork
+from application.use_cases.console_reads import FindOrders, GetOverview, GetUserRecord
 from application.use_cases.create_profile import CreateProfile
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
@@ -34,16 +35,21 @@ from application.use_cases.find_unknown_users import FindUnknownUsers
 from application.use_cases.get_delivery_stats import GetDeliveryStats
 from application.use_cases.get_profile import GetProfile, ShowProfile
 from application.use_cases.get_work_order import GetWorkOrder
+from application.use_cases.get_work_order_timeline import GetWorkOrderTimeline
 from application.use_cases.identify_caller import AutoProvision, IdentifyCaller
 from application.use_cases.import_profiles import ImportProfiles
 from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
+from application.use_cases.measure_backlog import MeasureBacklog
+from application.use_cases.operate_accounts import DeactivateProvider, InvalidateDevice
 from application.use_cases.provision_profile import EraseProfile, GetProvisionedProfile, ProvisionProfile
 from application.use_cases.register_device import RegisterDevice
 from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
+from application.use_cases.retry_notification_now import RetryNotificationNow
 from application.use_cases.set_provider_availability import SetProviderAvailability
+from application.use_cases.sweep_audit_trail import SweepAuditTrail
 from application.use_cases.unregister_device import UnregisterDevice
 from entrypoints.auth import TokenService, pick_verifier
 from entrypoints.dispatcher import Dispatcher
@@ -133,7 +139,14 @@ class Container(containers.DeclarativeContainer):
     work_policy = providers.Singleton(WorkPolicy, time_to_answer=settings.provided.time_to_answer)
     metrics = providers.Singleton(PrometheusMetrics)
     delivery = providers.Singleton(
-        NotificationDelivery, unit_of_work.provider, push_sender, broker, clock, delivery_policy, metrics
+        NotificationDelivery,
+        unit_of_work.provider,
+        push_sender,
+        broker,
+        clock,
+        delivery_policy,
+        metrics,
+        settings.provided.instance_name,
     )
 
     create_profile = providers.Singleton(CreateProfile, unit_of_work.provider)
@@ -147,7 +160,7 @@ class Container(containers.DeclarativeContainer):
     expire_overdue_work = providers.Singleton(ExpireOverdueWork, unit_of_work.provider, delivery, clock, work_policy)
     list_work_orders = providers.Singleton(ListWorkOrders, unit_of_work.provider)
     list_notifications = providers.Singleton(ListNotifications, unit_of_work.provider)
-    acknowledge_notification = providers.Singleton(AcknowledgeNotification, unit_of_work.provider, clock)
+    acknowledge_notification = providers.Singleton(AcknowledgeNotification, unit_of_work.provider, clock, metrics)
     dispatch_due_notifications = providers.Singleton(
         DispatchDueNotifications, unit_of_work.provider, delivery, clock, delivery_policy
     )
@@ -158,6 +171,9 @@ class Container(containers.DeclarativeContainer):
         expire_overdue_work,
         settings.provided.dispatch_interval,
         delivery_policy.provided.claim_batch,
+        providers.Factory(SweepAuditTrail, unit_of_work.provider, clock, settings.provided.audit_retention),
+        providers.Factory(MeasureBacklog, unit_of_work.provider, clock),
+        metrics,
     )
     find_unknown_users = providers.Singleton(FindUnknownUsers, unit_of_work.provider)
     identify_caller = providers.Singleton(
@@ -173,6 +189,18 @@ class Container(containers.DeclarativeContainer):
     complete_work = providers.Singleton(CompleteWork, unit_of_work.provider, delivery, clock, delivery_policy)
     catch_up_sockets = providers.Singleton(CatchUpSockets, unit_of_work.provider, clock)
     replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
+    get_work_order_timeline = providers.Singleton(GetWorkOrderTimeline, unit_of_work.provider)
+    sweep_audit_trail = providers.Singleton(
+        SweepAuditTrail, unit_of_work.provider, clock, settings.provided.audit_retention
+    )
+    retry_notification_now = providers.Singleton(
+        RetryNotificationNow, unit_of_work.provider, delivery, clock, delivery_policy
+    )
+    invalidate_device = providers.Singleton(InvalidateDevice, unit_of_work.provider, clock)
+    deactivate_provider = providers.Singleton(DeactivateProvider, unit_of_work.provider, clock)
+    get_overview = providers.Singleton(GetOverview, unit_of_work.provider, clock)
+    find_orders = providers.Singleton(FindOrders, unit_of_work.provider)
+    get_user_record = providers.Singleton(GetUserRecord, unit_of_work.provider)
 
 
 def build_container(settings: Settings) -> Container:

@@ -9,26 +9,52 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from adapters.prometheus.metrics import PrometheusMetrics
 from application.errors import SchemaNotMigrated, StorageUnavailable
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
+from application.use_cases.measure_backlog import MeasureBacklog
+from application.use_cases.sweep_audit_trail import SweepAuditTrail
 from entrypoints.logs import OncePer
 
 log = logging.getLogger(__name__)
+SWEEP_EVERY = 600.0  # seconds between audit-trail sweeps (and one at start)
+MEASURE_EVERY = 5.0  # seconds between backlog measurements (a scrape every 15 s sees a fresh one)
 
 
 class Dispatcher:
     def __init__(
-        self, dispatch: DispatchDueNotifications, expire: ExpireOverdueWork, interval: float, batch: int
+        self,
+        dispatch: DispatchDueNotifications,
+        expire: ExpireOverdueWork,
+        interval: float,
+        batch: int,
+        sweep: SweepAuditTrail | None = None,
+        backlog: MeasureBacklog | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         self._dispatch = dispatch
         self._expire = expire
         self._interval = interval
         self._batch = batch
+        self._sweep = sweep
+        self._backlog = backlog
+        self._metrics = metrics
         self._warnings = OncePer(60.0)
+        self._sweep_due = OncePer(SWEEP_EVERY)
+        self._measure_due = OncePer(MEASURE_EVERY)
 
     async def run_once(self) -> tuple[int, int]:
         """One round: (orders expired, notifications attempted). Keeps going while batches come back full."""
+        if self._backlog is not None and self._metrics is not None and self._measure_due.due("backlog"):
+            # Before dispatching: what was waiting for this round, and for how long.
+            due, oldest_age = await self._backlog.execute()
+            self._metrics.dispatcher_due.set(due)
+            self._metrics.dispatcher_oldest_due.set(oldest_age)
+        if self._sweep is not None and self._sweep_due.due("sweep"):
+            swept = await self._sweep.execute()
+            if swept:
+                log.info("audit trail swept", extra={"deleted_attempts": swept})
         expired = await self._expire.execute()
         attempted = 0
         while True:

@@ -9,6 +9,7 @@ import enum
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -84,6 +85,9 @@ class Settings:
     metrics_token: str | None = field(repr=False)
     trusted_proxies: tuple[str, ...]
     socket_send_timeout: float
+    instance_name: str
+    audit_retention: timedelta
+    console_secret: str | None = field(repr=False)
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
     @property
@@ -167,6 +171,9 @@ class Settings:
             metrics_token=read.text("METRICS_TOKEN", "") or None,
             trusted_proxies=tuple(p.strip() for p in read.text("TRUSTED_PROXIES", "").split(",") if p.strip()),
             socket_send_timeout=read.number("SOCKET_SEND_TIMEOUT_SECONDS", 5.0),
+            instance_name=(read.text("INSTANCE_NAME", "") or f"{socket.gethostname()}:{os.getpid()}")[:64],
+            audit_retention=timedelta(days=read.number("AUDIT_RETENTION_DAYS", 30.0)),
+            console_secret=read.text("CONSOLE_SECRET", "") or None,
             data_dir_is_default=not read.text("WORKCAST_DATA_DIR", ""),
         )
         settings.check()
@@ -182,6 +189,8 @@ class Settings:
             raise SettingsError("JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE (tokens of other apps must not pass)")
         if self.jwt_jwks_url and self.jwt_algorithm == "HS256":
             raise SettingsError("JWT_JWKS_URL publishes public keys: set JWT_ALGORITHM=RS256 or ES256")
+        if self.console_secret is not None and len(self.console_secret) < 32:
+            raise SettingsError("CONSOLE_SECRET must be at least 32 characters")
         for key in self.admin_api_keys:
             if len(key) < 32:
                 raise SettingsError("ADMIN_API_KEYS: each key must be at least 32 characters")

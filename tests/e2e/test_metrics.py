@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import open_socket, running_server, seed_assignment
 from tests.fixtures.waiting import eventually
@@ -60,3 +62,41 @@ async def test_a_metrics_token_is_required_when_set(tmp_path):
             assert refused.status_code == 401 and refused.json()["code"] == "not_authenticated"
             assert (await http.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
             assert (await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+async def test_acks_disconnects_backlog_and_the_pool_are_measured(server, admin, http):
+    seeker, provider = await admin.seeker(), await admin.provider()
+    before = samples((await http.get("/metrics")).text)
+    async with open_socket(server, "/ws/work/provider/", provider.token) as app:
+        r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+        assert r.status_code == 201
+        offer = await app.receive()
+        await app.send({"type": "ack", "notification_id": offer["notification_id"]})
+        assert (await app.receive())["type"] == "acked"
+
+    async def measured() -> bool:
+        found = samples((await http.get("/metrics")).text)
+        acked = value(found, "workcast_acks_total", channel="socket") - value(
+            before, "workcast_acks_total", channel="socket"
+        )
+        closed = value(found, "workcast_socket_disconnects_total", role="provider", code="1000") - value(
+            before, "workcast_socket_disconnects_total", role="provider", code="1000"
+        )
+        return acked >= 1 and closed >= 1 and value(found, "workcast_ack_latency_seconds_count") >= 1
+
+    await eventually(measured)
+    found = samples((await http.get("/metrics")).text)
+    assert ("workcast_dispatcher_due", ()) in found and ("workcast_dispatcher_oldest_due_seconds", ()) in found
+    assert value(found, "workcast_db_pool_size") >= 1 and ("workcast_db_pool_connections_in_use", ()) in found
+
+    # A refused socket is counted by its close code too (4401: no valid token).
+    async with open_socket(server, "/ws/work/provider/", "not-a-token") as refused:
+        with pytest.raises(ConnectionClosed) as closed:
+            await refused.receive()
+        assert closed.value.rcvd.code == 4401
+
+    async def refusal_counted() -> bool:
+        now = samples((await http.get("/metrics")).text)
+        return value(now, "workcast_socket_disconnects_total", role="provider", code="4401") >= 1
+
+    await eventually(refusal_counted)

@@ -13,7 +13,7 @@ from adapters.sqlalchemy.engine import DatabaseSettings, create_engine
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 
-TABLES = "notifications, device_tokens, work_orders, profiles"
+TABLES = "delivery_attempts, notifications, device_tokens, work_orders, profiles"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import asyncio
 import copy
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
@@ -19,15 +19,19 @@ from typing import Self, TypeVar
 from application.errors import DuplicateExternalId
 from application.ports import (
     BoundingBox,
+    DeliveryAttemptRepository,
     DeliveryStats,
     DeviceTokenRepository,
+    MinuteActivity,
     NotificationRepository,
+    OperatorQueries,
     ProfileRepository,
     UnitOfWork,
     WorkOrderRepository,
 )
+from domain.audit import DETAIL_MAX, DeliveryAttempt
 from domain.devices import DeviceToken
-from domain.notifications import Notification, NotificationKind, PushState, SocketState
+from domain.notifications import DeliveryStatus, Notification, NotificationKind, PushState, SocketState
 from domain.profiles import Profile, Role
 from domain.work_orders import ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
 
@@ -38,8 +42,9 @@ class MemoryTables:
     devices: dict[int, DeviceToken] = field(default_factory=dict)
     work_orders: dict[int, WorkOrder] = field(default_factory=dict)
     notifications: dict[int, Notification] = field(default_factory=dict)
+    attempts: dict[int, DeliveryAttempt] = field(default_factory=dict)
     last_ids: dict[str, int] = field(
-        default_factory=lambda: {"profiles": 0, "devices": 0, "work_orders": 0, "notifications": 0}
+        default_factory=lambda: {"profiles": 0, "devices": 0, "work_orders": 0, "notifications": 0, "attempts": 0}
     )
 
     def copy(self) -> MemoryTables:
@@ -49,6 +54,7 @@ class MemoryTables:
             dict(self.devices),
             dict(self.work_orders),
             dict(self.notifications),
+            dict(self.attempts),
             dict(self.last_ids),
         )
 
@@ -367,6 +373,67 @@ class MemoryNotificationRepository(NotificationRepository):
         ]
         return [_copy(n) for n in sorted(found, key=lambda n: n.id or 0, reverse=True)[:limit]]
 
+    async def list_for_work(self, work_id: int, limit: int) -> list[Notification]:
+        found = sorted((n for n in self._t.notifications.values() if n.work_id == work_id), key=lambda n: n.id or 0)
+        return [_copy(n) for n in found[:limit]]
+
+    async def due_backlog(self, now: datetime) -> tuple[int, datetime | None]:
+        due = [
+            n.next_attempt_at
+            for n in self._t.notifications.values()
+            if n.next_attempt_at is not None and n.next_attempt_at <= now
+        ]
+        return len(due), min(due, default=None)
+
+
+class MemoryDeliveryAttemptRepository(DeliveryAttemptRepository):
+    def __init__(self, tables: MemoryTables) -> None:
+        self._t = tables
+
+    async def add_many(self, attempts: Sequence[DeliveryAttempt]) -> None:
+        for attempt in attempts:
+            new_id = self._t.next_id("attempts")
+            detail = attempt.detail[:DETAIL_MAX] if attempt.detail else None
+            self._t.attempts[new_id] = replace(attempt, id=new_id, detail=detail, instance=attempt.instance[:64])
+
+    async def for_notifications(self, notification_ids: Collection[int]) -> list[DeliveryAttempt]:
+        wanted = set(notification_ids)
+        found = [a for a in self._t.attempts.values() if a.notification_id in wanted]
+        return sorted(found, key=lambda a: (a.at, a.id or 0))
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        old = sorted((a for a in self._t.attempts.values() if a.at < cutoff), key=lambda a: a.at)[:limit]
+        for attempt in old:
+            del self._t.attempts[attempt.id]  # type: ignore[arg-type]
+        return len(old)
+
+
+class MemoryOperatorQueries(OperatorQueries):
+    def __init__(self, tables: MemoryTables) -> None:
+        self._t = tables
+
+    async def orders_by_status(self) -> dict[str, int]:
+        return dict(Counter(o.status.value for o in self._t.work_orders.values()))
+
+    async def recent_orders(self, limit: int, party_id: int | None = None) -> list[WorkOrder]:
+        found = [o for o in self._t.work_orders.values() if party_id is None or o.is_party(party_id)]
+        return [_stored_order(o) for o in sorted(found, key=lambda o: o.id or 0, reverse=True)[:limit]]
+
+    async def devices_of(self, user_id: int) -> list[DeviceToken]:
+        found = [d for d in self._t.devices.values() if d.user_id == user_id]
+        return [_copy(d) for d in sorted(found, key=lambda d: d.id or 0, reverse=True)]
+
+    async def activity_per_minute(self, since: datetime) -> list[MinuteActivity]:
+        minutes: dict[datetime, list[int]] = {}
+        for n in self._t.notifications.values():
+            if n.created_at < since:
+                continue
+            counts = minutes.setdefault(n.created_at.replace(second=0, microsecond=0), [0, 0, 0])
+            counts[0] += 1
+            counts[1] += n.delivered_at is not None
+            counts[2] += n.delivery_status is DeliveryStatus.FAILED
+        return [MinuteActivity(minute, *counts) for minute, counts in sorted(minutes.items())]
+
 
 class MemoryUnitOfWork(UnitOfWork):
     """Works on a private copy of the tables; commit publishes the copy, anything else drops it."""
@@ -382,6 +449,8 @@ class MemoryUnitOfWork(UnitOfWork):
         self.devices = MemoryDeviceTokenRepository(self._tables)
         self.work_orders = MemoryWorkOrderRepository(self._tables)
         self.notifications = MemoryNotificationRepository(self._tables)
+        self.attempts = MemoryDeliveryAttemptRepository(self._tables)
+        self.operator = MemoryOperatorQueries(self._tables)
         return self
 
     async def __aexit__(
@@ -406,5 +475,5 @@ class MemoryUnitOfWork(UnitOfWork):
 
     def _rebind(self) -> None:
         assert self._tables is not None
-        for repo in (self.profiles, self.devices, self.work_orders, self.notifications):
+        for repo in (self.profiles, self.devices, self.work_orders, self.notifications, self.attempts, self.operator):
             repo._t = self._tables  # type: ignore[attr-defined]

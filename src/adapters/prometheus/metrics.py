@@ -7,17 +7,23 @@ do not collide. Every label set is bounded: route templates, not paths; no user 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 from application.ports import DeliveryMetrics
 
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
+# Socket close codes are chosen by clients too: any other code is counted as "other" (bounded labels).
+KNOWN_CLOSE_CODES = frozenset({1000, 1001, 1005, 1006, 1011, 1012, 1013, 4401, 4403, 4408, 4503})
+ACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class PrometheusMetrics(DeliveryMetrics):
     def __init__(self) -> None:
+        # The *_created series (one per labelled child) double the scrape for no dashboard or alert here.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         r = self.registry
         self.notifications = Counter("workcast_notifications", "Notifications created, by kind", ["kind"], registry=r)
@@ -44,9 +50,33 @@ class PrometheusMetrics(DeliveryMetrics):
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.sockets_open = Gauge("workcast_sockets_open", "Open WebSockets by role", ["role"], registry=r)
-        self.socket_closes = Counter(
-            "workcast_socket_sessions_ended", "WebSocket sessions that ended, by how", ["reason"], registry=r
+        self.socket_disconnects = Counter(
+            "workcast_socket_disconnects",
+            "WebSocket sessions that ended (accepted or refused), by role and close code",
+            ["role", "code"],
+            registry=r,
         )
+        self.acks = Counter("workcast_acks", "Notifications the app acknowledged, by channel", ["channel"], registry=r)
+        self.ack_latency = Histogram(
+            "workcast_ack_latency_seconds",
+            "From the notification's commit to the app's acknowledgement",
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.dispatcher_due = Gauge(
+            "workcast_dispatcher_due", "Notifications due for delivery when the dispatcher last looked", registry=r
+        )
+        self.dispatcher_oldest_due = Gauge(
+            "workcast_dispatcher_oldest_due_seconds", "How long the oldest due notification had waited", registry=r
+        )
+        self.broker_reconnects = Counter(
+            "workcast_broker_reconnects", "Times the Redis subscription was lost and came back", registry=r
+        )
+        self.db_pool_in_use = Gauge(
+            "workcast_db_pool_connections_in_use", "Database connections checked out of this process's pool",
+            registry=r,
+        )  # fmt: skip
+        self.db_pool_size = Gauge("workcast_db_pool_size", "The pool's configured size", registry=r)
 
     # --- DeliveryMetrics ---------------------------------------------------------------------------
 
@@ -61,7 +91,19 @@ class PrometheusMetrics(DeliveryMetrics):
     def push_error(self, code: str) -> None:
         self.push_errors.labels(code if _CODE.fullmatch(code) else "OTHER").inc()
 
+    def acknowledged(self, channel: str, seconds_since_created: float) -> None:
+        self.acks.labels(channel).inc()
+        self.ack_latency.observe(seconds_since_created)
+
     # --- the rest ------------------------------------------------------------------------------------
+
+    def socket_disconnect(self, role: str, code: int) -> None:
+        self.socket_disconnects.labels(role, str(code) if code in KNOWN_CLOSE_CODES else "other").inc()
+
+    def watch_pool(self, checked_out: Callable[[], int], size: int) -> None:
+        """Read the pool's use at each scrape (nothing is counted on the request path)."""
+        self.db_pool_in_use.set_function(checked_out)
+        self.db_pool_size.set(size)
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

@@ -221,7 +221,7 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
             if row.id not in people:
                 people[row.id] = _profile(row)
             if row.device_id is not None:
-                devices.setdefault(row.id, []).append(_device(row, prefix="device_"))
+                devices.setdefault(row.id, []).append(row_to_device(row, prefix="device_"))
         return people, devices
 
     async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
@@ -247,7 +247,7 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
 # --- devices ---------------------------------------------------------------------------------------
 
 
-def _device(row: Any, prefix: str = "") -> DeviceToken:
+def row_to_device(row: Any, prefix: str = "") -> DeviceToken:
     def column(name: str) -> Any:
         return getattr(row, f"{prefix}{name}")
 
@@ -292,7 +292,7 @@ ACTIVE_DEVICES = _per_dialect(
 class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
     async def get_by_token(self, token: str) -> DeviceToken | None:
         row = (await self._c.execute(select(device_tokens).where(device_tokens.c.token == token))).first()
-        return _device(row) if row else None
+        return row_to_device(row) if row else None
 
     async def add(self, device: DeviceToken) -> DeviceToken:
         statement = insert(device_tokens).values(_device_columns(device)).returning(device_tokens.c.id)
@@ -309,7 +309,7 @@ class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
             return {}
         await self._plan_each_time()
         rows = await self._c.execute(select(device_tokens).where(device_tokens.c.token.in_(list(tokens))))
-        return {row.token: _device(row) for row in rows}
+        return {row.token: row_to_device(row) for row in rows}
 
     async def add_many(self, new: Sequence[DeviceToken]) -> None:
         if new:
@@ -334,7 +334,7 @@ class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
         rows = await self._c.execute(ACTIVE_DEVICES[self._c.dialect.name], {"ids": list(user_ids)})
         found: dict[int, list[DeviceToken]] = defaultdict(list)
         for row in rows:
-            found[row.user_id].append(_device(row))
+            found[row.user_id].append(row_to_device(row))
         return dict(found)
 
     async def invalidate(self, reasons: Mapping[int, str], at: datetime) -> None:
@@ -352,7 +352,7 @@ class SqlAlchemyDeviceTokenRepository(_Repository, DeviceTokenRepository):
 # --- work orders -----------------------------------------------------------------------------------
 
 
-def _order(row: Row) -> WorkOrder:
+def row_to_order(row: Row) -> WorkOrder:
     return WorkOrder(
         id=row.id,
         seeker_id=row.seeker_id,
@@ -396,7 +396,7 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
 
     async def get(self, order_id: int) -> WorkOrder | None:
         row = (await self._c.execute(select(work_orders).where(work_orders.c.id == order_id))).first()
-        return _order(row) if row else None
+        return row_to_order(row) if row else None
 
     async def save_transition(self, order: WorkOrder, from_status: WorkStatus) -> bool:
         # The WHERE on the old status is the guard: PostgreSQL re-checks it after waiting for a
@@ -418,7 +418,7 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
         if before_id is not None:
             query = query.where(work_orders.c.id < before_id)
         rows = await self._c.execute(query.order_by(work_orders.c.id.desc()).limit(limit))
-        return [_order(row) for row in rows]
+        return [row_to_order(row) for row in rows]
 
     async def anonymise_for_user(self, user_id: int) -> None:
         await self._c.execute(
@@ -436,7 +436,7 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
         )
         if self._locks_rows:
             query = query.with_for_update(skip_locked=True)
-        return [_order(row) for row in await self._c.execute(query)]
+        return [row_to_order(row) for row in await self._c.execute(query)]
 
 
 # --- notifications ---------------------------------------------------------------------------------
@@ -705,3 +705,21 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             query = query.where(notifications.c.id < before_id)
         rows = await self._c.execute(query.order_by(notifications.c.id.desc()).limit(limit))
         return [_notification(row) for row in rows]
+
+    async def list_for_work(self, work_id: int, limit: int) -> list[Notification]:
+        rows = await self._c.execute(
+            select(notifications).where(notifications.c.work_id == work_id).order_by(notifications.c.id).limit(limit)
+        )
+        return [_notification(row) for row in rows]
+
+    async def due_backlog(self, now: datetime) -> tuple[int, datetime | None]:
+        due = and_(notifications.c.next_attempt_at.is_not(None), notifications.c.next_attempt_at <= now)
+        count, oldest = (
+            await self._c.execute(select(func.count(), func.min(notifications.c.next_attempt_at)).where(due))
+        ).one()
+        # min() over a UtcDateTime comes back untyped on SQLite (a string): read it as the column would.
+        if isinstance(oldest, str):
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return count, oldest

@@ -124,3 +124,20 @@ Index(
     sqlite_where=notifications.c.delivered_at.is_(None),
 )
 Index("ix_notifications_work_id", notifications.c.work_id)
+
+# The audit trail: one row per attempt per channel (and per device for push), swept after AUDIT_RETENTION_DAYS.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("notification_id", IdType, ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("device_id", IdType),  # no foreign key: the trail outlives a forgotten device
+    Column("at", UtcDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", String(500)),
+    Column("duration_ms", Integer, nullable=False),
+    Column("instance", String(64), nullable=False),
+)
+Index("ix_delivery_attempts_notification_id", delivery_attempts.c.notification_id)
+Index("ix_delivery_attempts_at", delivery_attempts.c.at)

@@ -10,6 +10,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.sqlalchemy.audit import SqlAlchemyDeliveryAttemptRepository
+from adapters.sqlalchemy.operator_queries import SqlAlchemyOperatorQueries
 from adapters.sqlalchemy.repositories import (
     SqlAlchemyDeviceTokenRepository,
     SqlAlchemyNotificationRepository,
@@ -57,6 +59,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.devices = SqlAlchemyDeviceTokenRepository(self._connection)
         self.work_orders = SqlAlchemyWorkOrderRepository(self._connection)
         self.notifications = SqlAlchemyNotificationRepository(self._connection)
+        self.attempts = SqlAlchemyDeliveryAttemptRepository(self._connection)
+        self.operator = SqlAlchemyOperatorQueries(self._connection)
         return self
 
     async def __aexit__(

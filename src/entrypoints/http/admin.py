@@ -19,6 +19,7 @@ from litestar.params import JSONBody, PathParameter
 from msgspec import UNSET
 
 from application.use_cases.get_profile import GetProfile
+from application.use_cases.get_work_order_timeline import GetWorkOrderTimeline
 from application.use_cases.import_profiles import ImportProfiles
 from application.use_cases.provision_profile import (
     EraseProfile,
@@ -39,9 +40,11 @@ from entrypoints.http.schemas import (
     ImportRejection,
     ProfileData,
     ProvisionRequest,
+    TimelineData,
     envelope,
     error_responses,
 )
+from entrypoints.http.strict import canonical_numbers
 
 IMPORT_MAX_BYTES = 16 * 1024 * 1024
 ExternalId = Annotated[str, PathParameter(max_length=EXTERNAL_ID_MAX * 4, description="the app's id of the user")]
@@ -144,6 +147,25 @@ class AdminProfilesController(Controller):
                 [ImportRejection(r["line"], r["field"], r["reason"]) for r in report.rejections],
             ),
         )
+
+
+class AdminWorkOrdersController(Controller):
+    path = "/api/1/admin/work-orders"
+    tags = ["operations"]
+    security = [{"BearerToken": []}]
+    guards = [admin_only, canonical_numbers]
+
+    @get(
+        "/{work_id:int}/timeline", operation_id="workOrderTimeline", responses=error_responses(400, 401, 403, 404, 503)
+    )
+    async def timeline(
+        self,
+        work_id: Annotated[int, PathParameter(ge=1, le=2**63 - 1)],
+        get_work_order_timeline: NamedDependency[GetWorkOrderTimeline],
+    ) -> Envelope[TimelineData]:
+        """The order's life in time order: created, each notification with every attempt per channel and device
+        (when, outcome, FCM message id or error, duration, instance), acknowledgements, the answer, the end."""
+        return envelope("Work order timeline", views.timeline(await get_work_order_timeline.execute(work_id)))
 
 
 async def ndjson_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, Any]]:

@@ -11,30 +11,44 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
 
 from litestar import Litestar, Request, Response, get, head
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from litestar.template.config import TemplateConfig
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters.prometheus.metrics import PrometheusMetrics
 from adapters.sqlalchemy.migrate import schema_problem, upgrade_async
 from application.errors import InvalidToken
+from entrypoints.console.pages import ConsolePages
+from entrypoints.console.session import ConsoleSessions, signing_key
 from entrypoints.container import Container, build_container, close, database_location, database_settings
-from entrypoints.http.admin import AdminProfilesController
+from entrypoints.http.admin import AdminProfilesController, AdminWorkOrdersController
 from entrypoints.http.errors import EXCEPTION_HANDLERS, RequestRejected, error_body
 from entrypoints.http.guards import CALLER_ID, caller_id
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope, error_responses
 from entrypoints.http.socket_protocol import asyncapi_document
-from entrypoints.http.sockets import LiveSessions, SocketServices, serve_socket, socket_paths_over_http, socket_role
+from entrypoints.http.sockets import (
+    LiveSessions,
+    SessionEnd,
+    SocketServices,
+    serve_socket,
+    socket_paths_over_http,
+    socket_role,
+)
 from entrypoints.http.strict import StrictJsonRequest
 from entrypoints.logs import configure_logging, request_id
 from entrypoints.settings import Settings
 
+CONSOLE_TEMPLATES = Path(__file__).parent.parent / "console" / "templates"
 log = logging.getLogger(__name__)
 access = logging.getLogger("workcast.access")
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")  # visible ASCII: safe to echo in a header and a log line
@@ -73,6 +87,7 @@ INJECTED = (
     "unregister_device",
     "get_work_order",
     "complete_work",
+    "get_work_order_timeline",
 )
 
 
@@ -156,7 +171,7 @@ class WorkcastApp(Litestar):
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "websocket" and (role := socket_role(scope["path"])) is not None:
-            await serve_socket(scope, receive, send, role, self.sockets)
+            await self._socket_session(scope, receive, send, role)
             return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -195,6 +210,27 @@ class WorkcastApp(Litestar):
             )
             request_id.reset(token)
 
+    async def _socket_session(self, scope, receive, send, role) -> None:
+        """A WebSocket session, with one access log line when it ends (its close code stands for the status)."""
+        started = time.perf_counter()
+        token = request_id.set(_request_id(scope))
+        end = SessionEnd()
+        try:
+            await serve_socket(scope, receive, send, role, self.sockets, end)
+        finally:
+            access.info(
+                "socket session",
+                extra={
+                    "method": "WEBSOCKET",
+                    "route": scope["path"] if scope["path"].endswith("/") else f"{scope['path']}/",
+                    "status": end.close_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "user_id": end.user_id,
+                    "client": self.client_address(scope),
+                },
+            )
+            request_id.reset(token)
+
     trusted_proxies: frozenset[str] = frozenset()
 
     def client_address(self, scope) -> str | None:
@@ -222,7 +258,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade_async(database_settings(settings).url)
-        container.broker().on_reconnect(container.catch_up_sockets().execute)
+        catch_up = container.catch_up_sockets()
+
+        async def on_broker_reconnect(users: list[int], gap: timedelta) -> None:
+            container.metrics().broker_reconnects.inc()
+            await catch_up.execute(users, gap)
+
+        container.broker().on_reconnect(on_broker_reconnect)
         await container.broker().start()
         recheck_task = asyncio.create_task(
             app.sockets.sessions.recheck_forever(container.find_unknown_users(), settings.socket_recheck_interval),
@@ -271,13 +313,16 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         route_handlers=[
             ProfilesController,
             AdminProfilesController,
+            AdminWorkOrdersController,
             *socket_paths_over_http(),
             health,
             health_head,
             readiness(container),
             asyncapi_schema(),
             metrics_endpoint(container.metrics(), settings.metrics_token),
+            ConsolePages,
         ],
+        template_config=TemplateConfig(directory=CONSOLE_TEMPLATES, engine=JinjaTemplateEngine),
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -305,6 +350,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         debug=False,
     )
     app.metrics = container.metrics()
+    pool = container.engine().sync_engine.pool
+    if hasattr(pool, "checkedout"):
+        app.metrics.watch_pool(pool.checkedout, settings.db_pool_size)
     app.trusted_proxies = frozenset(settings.trusted_proxies)
     app.sockets = SocketServices(
         identify=container.identify_caller(),
@@ -321,4 +369,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.identify = container.identify_caller()
     app.state.admin_api_keys = settings.admin_api_keys
     app.state.settings = settings
+    app.state.console_sessions = ConsoleSessions(signing_key(settings.console_secret, settings.admin_api_keys))
     return app

@@ -181,6 +181,35 @@ class NotificationData(Struct):
     delivered_at: str | None
 
 
+class AttemptData(Struct):
+    notification_id: int
+    channel: str
+    device_id: int | None
+    at: str
+    outcome: str
+    detail: str | None
+    duration_ms: int
+    instance: str
+
+
+class TimelineEventData(Struct):
+    at: str
+    event: str
+    details: dict[str, Any]
+
+
+class TimelineNotificationData(Struct):
+    notification: NotificationData
+    recipient_id: int
+    attempts: list[AttemptData]
+
+
+class TimelineData(Struct):
+    order: WorkOrderData
+    notifications: list[TimelineNotificationData]
+    events: list[TimelineEventData]
+
+
 class NotificationPage(Struct):
     notifications: list[NotificationData]
     count: int

@@ -91,10 +91,11 @@ class UserGone(Exception):
 class AsgiSocket:
     """The few WebSocket operations a session needs, on the ASGI interface itself."""
 
-    __slots__ = ("_receive", "_scope", "_send")
+    __slots__ = ("_receive", "_scope", "_send", "close_code")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._scope, self._receive, self._send = scope, receive, send
+        self.close_code: int | None = None  # who closed first, with what: the server's or the client's code
 
     def header(self, name: bytes) -> str | None:
         for key, value in self._scope["headers"]:
@@ -114,7 +115,10 @@ class AsgiSocket:
         return True
 
     async def receive(self) -> dict[str, Any]:
-        return await self._receive()
+        event = await self._receive()
+        if event["type"] == "websocket.disconnect" and self.close_code is None:
+            self.close_code = event.get("code", 1005)
+        return event
 
     async def send_text(self, text: str) -> None:
         try:
@@ -123,6 +127,8 @@ class AsgiSocket:
             raise SocketClosed from error
 
     async def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
         with contextlib.suppress(OSError):  # already gone
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -270,14 +276,33 @@ def _notification_id(text: str) -> Any:
         return None
 
 
-async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, services: SocketServices) -> None:
+@dataclass
+class SessionEnd:
+    """What the access log says about a socket session once it is over."""
+
+    user_id: int | None = None
+    close_code: int | None = None
+
+
+async def serve_socket(
+    scope: Scope, receive: Receive, send: Send, role: Role, services: SocketServices, end: SessionEnd
+) -> None:
     """One WebSocket connection, from the handshake to the close (the app calls this before routing)."""
     socket = AsgiSocket(scope, receive, send)
+    try:
+        await _serve_socket(socket, role, services, end)
+    finally:
+        end.close_code = socket.close_code or 1006  # no close frame either way: abnormal closure
+        services.metrics.socket_disconnect(role.value, end.close_code)
+
+
+async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices, end: SessionEnd) -> None:
     # Accept first: a refusal at the handshake would reach the app as a bare HTTP 403, not a close code.
     if not await socket.accept():
         return
     try:
         user_id = await caller_of(services.identify, socket.header(b"authorization"), socket.query("token"))
+        end.user_id = user_id
     except (InvalidToken, ProfileNotFound) as error:
         await socket.close(CLOSE_UNAUTHORIZED, str(error)[:120])
         return
@@ -317,7 +342,6 @@ async def serve_socket(scope: Scope, receive: Receive, send: Send, role: Role, s
         if session.role is role:  # it was logged (and counted) as connected
             log.info("socket disconnected", extra={"user_id": user_id, "role": role.value})
             services.metrics.sockets_open.labels(role.value).dec()
-            services.metrics.socket_closes.labels("too_slow" if session.stuck else "closed").inc()
 
 
 class LiveSessions:
@@ -328,6 +352,14 @@ class LiveSessions:
 
     def add(self, user_id: int, session: WorkSocket) -> None:
         self._by_user.setdefault(user_id, []).append(session)
+
+    def open_by_role(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for sessions in self._by_user.values():
+            for session in sessions:
+                if session.role is not None:
+                    counts[session.role.value] = counts.get(session.role.value, 0) + 1
+        return counts
 
     def remove(self, user_id: int, session: WorkSocket) -> None:
         sessions = self._by_user.get(user_id, [])

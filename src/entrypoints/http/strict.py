@@ -93,9 +93,15 @@ def _body_type(handler: BaseRouteHandler) -> Any:
 async def canonical_numbers(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Guard: integer path ids spelled as the id itself (else 404), integer query values in ASCII digits (else 422)."""
     if connection.scope.get("path_params"):
+        # Compared segment by segment with the route's template: the id's own segment must spell it
+        # (the "1" of /api/1/ must not vouch for a full-width digit one in the id segment).
         segments = connection.scope["path"].split("/")
-        for value in connection.scope["path_params"].values():
-            if type(value) is int and str(value) not in segments:
+        template = (connection.scope.get("path_template") or "").split("/")
+        for name, value in connection.scope["path_params"].items():
+            if type(value) is not int:
+                continue
+            position = template.index(f"{{{name}}}") if f"{{{name}}}" in template else -1
+            if position < 0 or position >= len(segments) or segments[position] != str(value):
                 raise RequestRejected(404, "not_found", "no such resource: ids are written in ASCII digits")
     if connection.scope.get("query_string"):
         query = connection.query_params

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from application.messages import iso_utc
+from application.use_cases.get_work_order_timeline import Timeline
 from application.use_cases.list_active_providers import ActiveProvider
+from domain.audit import DeliveryAttempt
 from domain.devices import DeviceToken
 from domain.notifications import Notification
 from domain.profiles import Profile
 from domain.work_orders import WorkOrder
-from entrypoints.http.schemas import ActiveProviderData, DeviceData, NotificationData, ProfileData, WorkOrderData
+from entrypoints.http.schemas import (
+    ActiveProviderData,
+    AttemptData,
+    DeviceData,
+    NotificationData,
+    ProfileData,
+    TimelineData,
+    TimelineEventData,
+    TimelineNotificationData,
+    WorkOrderData,
+)
 
 
 def work_order(order: WorkOrder) -> WorkOrderData:
@@ -76,4 +88,25 @@ def notification(n: Notification) -> NotificationData:
         next_attempt_at=iso_utc(n.next_attempt_at),
         created_at=iso_utc(n.created_at) or "",
         delivered_at=iso_utc(n.delivered_at),
+    )
+
+
+def attempt(a: DeliveryAttempt) -> AttemptData:
+    return AttemptData(
+        a.notification_id, a.channel, a.device_id, iso_utc(a.at) or "", a.outcome.value, a.detail, a.duration_ms,
+        a.instance,
+    )  # fmt: skip
+
+
+def timeline(t: Timeline) -> TimelineData:
+    by_notification: dict[int, list[AttemptData]] = {}
+    for a in t.attempts:
+        by_notification.setdefault(a.notification_id, []).append(attempt(a))
+    return TimelineData(
+        order=work_order(t.order),
+        notifications=[
+            TimelineNotificationData(notification(n), n.recipient_id, by_notification.get(n.id or 0, []))
+            for n in t.notifications
+        ],
+        events=[TimelineEventData(iso_utc(e.at) or "", e.event, e.details) for e in t.events],
     )

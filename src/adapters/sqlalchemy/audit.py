@@ -1,0 +1,80 @@
+"""The per-attempt audit trail over SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, insert, select
+
+from adapters.sqlalchemy.driver import execute_many
+from adapters.sqlalchemy.tables import delivery_attempts
+from adapters.sqlalchemy.types import UtcDateTime
+from application.ports import DeliveryAttemptRepository
+from domain.audit import DETAIL_MAX, AttemptOutcome, DeliveryAttempt
+
+_COLUMNS = ("notification_id", "channel", "device_id", "at", "outcome", "detail", "duration_ms", "instance")
+INSERT_ATTEMPT = insert(delivery_attempts).values(
+    {name: bindparam(f"a_{name}", type_=UtcDateTime if name == "at" else None) for name in _COLUMNS}
+)
+
+
+class SqlAlchemyDeliveryAttemptRepository(DeliveryAttemptRepository):
+    def __init__(self, connection) -> None:
+        self._c = connection
+
+    async def add_many(self, attempts: Sequence[DeliveryAttempt]) -> None:
+        # One executemany in the outcome recorder's transaction: no extra round trip on psycopg's pipeline.
+        await execute_many(
+            self._c,
+            INSERT_ATTEMPT,
+            [
+                {
+                    "a_notification_id": a.notification_id,
+                    "a_channel": a.channel,
+                    "a_device_id": a.device_id,
+                    "a_at": a.at,
+                    "a_outcome": a.outcome.value,
+                    "a_detail": a.detail[:DETAIL_MAX] if a.detail else None,
+                    "a_duration_ms": a.duration_ms,
+                    "a_instance": a.instance[:64],
+                }
+                for a in attempts
+            ],
+        )
+
+    async def for_notifications(self, notification_ids: Collection[int]) -> list[DeliveryAttempt]:
+        if not notification_ids:
+            return []
+        rows = await self._c.execute(
+            select(delivery_attempts)
+            .where(delivery_attempts.c.notification_id.in_(list(notification_ids)))
+            .order_by(delivery_attempts.c.at, delivery_attempts.c.id)
+        )
+        return [
+            DeliveryAttempt(
+                id=row.id,
+                notification_id=row.notification_id,
+                channel=row.channel,
+                device_id=row.device_id,
+                at=row.at,
+                outcome=AttemptOutcome(row.outcome),
+                detail=row.detail,
+                duration_ms=row.duration_ms,
+                instance=row.instance,
+            )
+            for row in rows
+        ]
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        # Oldest first by the index on ``at``, a bounded batch per statement: a big backlog never holds
+        # a long lock or a huge transaction.
+        oldest = (
+            select(delivery_attempts.c.id)
+            .where(delivery_attempts.c.at < cutoff)
+            .order_by(delivery_attempts.c.at)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        result = await self._c.execute(delete(delivery_attempts).where(delivery_attempts.c.id.in_(oldest)))
+        return result.rowcount
