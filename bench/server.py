@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import time
 
 import uvicorn
@@ -67,8 +68,25 @@ class GcPauses:
         return summary
 
 
+def without(parts: str, app) -> None:
+    """BENCH_WITHOUT=metrics,audit: switch a part off, to measure what it costs (bench.observability_cost)."""
+    if "metrics" in parts:
+        metrics = app.state.container.metrics()
+        for name in ("notification_created", "channel_outcome", "push_error", "acknowledged", "http_request"):
+            setattr(metrics, name, lambda *args, **kwargs: None)
+        metrics.socket_disconnect = lambda *args: None
+    if "audit" in parts:
+        from adapters.sqlalchemy.audit import SqlAlchemyDeliveryAttemptRepository
+
+        async def record_nothing(self, attempts) -> None:
+            return None
+
+        SqlAlchemyDeliveryAttemptRepository.add_many = record_nothing
+
+
 def create_bench_app():
     app = create_app(Settings.from_env())
+    without(os.environ.get("BENCH_WITHOUT", ""), app)
     engine = app.state.container.engine()
 
     @post("/bench/insert", status_code=200, include_in_schema=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -271,6 +272,17 @@ class NotificationDelivery:
             n.push_failed(failed[0].reason)
         else:
             n.push_failed(f"all_devices_invalid: {invalid[0].reason}" if invalid else "no_result")
+        if not sent:
+            # One line per push that reached no device (never the tokens): with the request id of what caused it.
+            log.info(
+                "push not delivered",
+                extra={
+                    "notification_id": n.id,
+                    "push_state": n.push_state.value,
+                    "reason": n.push_error,
+                    "devices": len(results),
+                },
+            )
 
     def _age(self, n: Notification) -> float:
         return max(0.0, (self._clock.now() - n.created_at).total_seconds())
@@ -294,7 +306,11 @@ class NotificationDelivery:
         self._recorded_all.clear()
         self._wake_recorder.set()
         if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_forever(), name="delivery-outcome-recorder")
+            # In a context of its own: it outlives the request that started it, whose request id must not
+            # stick to every later line it logs.
+            self._recorder = asyncio.create_task(
+                self._record_forever(), name="delivery-outcome-recorder", context=contextvars.Context()
+            )
 
     async def _record_forever(self) -> None:
         while True:

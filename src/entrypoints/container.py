@@ -188,7 +188,9 @@ class Container(containers.DeclarativeContainer):
     get_work_order = providers.Singleton(GetWorkOrder, unit_of_work.provider)
     complete_work = providers.Singleton(CompleteWork, unit_of_work.provider, delivery, clock, delivery_policy)
     catch_up_sockets = providers.Singleton(CatchUpSockets, unit_of_work.provider, clock)
-    replay_undelivered = providers.Singleton(ReplayUndelivered, unit_of_work.provider, clock, delivery_policy)
+    replay_undelivered = providers.Singleton(
+        ReplayUndelivered, unit_of_work.provider, clock, delivery_policy, settings.provided.instance_name
+    )
     get_work_order_timeline = providers.Singleton(GetWorkOrderTimeline, unit_of_work.provider)
     sweep_audit_trail = providers.Singleton(
         SweepAuditTrail, unit_of_work.provider, clock, settings.provided.audit_retention

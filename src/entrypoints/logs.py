@@ -86,6 +86,7 @@ class TextFormatter(logging.Formatter):
 
 
 _OUR_HANDLER = "workcast"
+_LOGS_PARAMETERS = ("aiosqlite", "psycopg", "sqlalchemy", "httpx", "httpcore", "hpack", "urllib3", "aiohttp", "redis")
 
 
 def _writes_to_stderr(handler: logging.Handler) -> bool:
@@ -107,3 +108,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # Access logs of every request drown the useful lines; uvicorn's errors still come through.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Drivers' and HTTP clients' debug lines print statement parameters and request bodies: FCM tokens,
+    # bearer tokens. LOG_LEVEL=DEBUG is for workcast's own lines; these never go below INFO.
+    for chatty in _LOGS_PARAMETERS:
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLevelName(level)))

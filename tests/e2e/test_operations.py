@@ -3,6 +3,7 @@ on the embedded store and on PostgreSQL, with pushes through the real SDK to the
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -14,9 +15,10 @@ from playwright.async_api import async_playwright, expect
 
 from entrypoints.container import close
 from entrypoints.settings import Settings
-from tests.e2e.conftest import BASE_ENV, Admin, notifications_when, running_server, seed_assignment
+from tests.e2e.conftest import BASE_ENV, Admin, notifications_when, open_socket, running_server, seed_assignment
 from tests.fakes.fcm import fake_fcm_server
 from tests.fixtures.servers import create_database, free_port
+from tests.fixtures.waiting import eventually
 
 ADMIN_KEY = "ops-console-key-" + "k" * 24
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -211,3 +213,41 @@ async def test_console_actions_need_the_session_csrf_token_and_a_same_site_origi
         http.cookies.clear()
         http.cookies.set("workcast_console", "e30.AAAA")
         assert (await http.get("/console/")).status_code == 303
+
+
+async def test_secrets_stay_out_of_the_logs_and_delivery_lines_carry_the_request_id(ops_server, fcm, admin, caplog):
+    caplog.set_level(logging.DEBUG)
+    seeker, provider = await admin.seeker(), await admin.provider()
+    fcm_token = f"secret-fcm-token-{provider.id}-{free_port()}"
+    fcm.fail(fcm_token, "UNREGISTERED")
+    async with httpx.AsyncClient(base_url=ops_server.base_url, timeout=20) as http:
+        await http.post("/api/1/profiles/fcm-token/", json={"fcm_token": fcm_token}, headers=provider.headers)
+        r = await http.post(
+            "/api/1/profiles/assign-work/",
+            json=seed_assignment(provider.id),
+            headers=seeker.headers | {"X-Request-ID": "assign-77"},
+        )
+        await notifications_when(http, provider, lambda found: found[0]["push_state"] == "failed")
+        await http.get(f"/api/1/admin/work-orders/{r.json()['data']['work_order_id']}/timeline", headers=_key())
+        await http.get("/api/1/admin/work-orders/1/timeline", headers={"X-API-Key": ADMIN_KEY})
+        await http.post("/console/login", data={"token": ADMIN_KEY})
+        await http.post("/console/login", data={"token": provider.token})
+        await http.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        async with open_socket(ops_server, "/ws/work/provider/", provider.token):
+            pass
+
+    async def logged() -> bool:
+        return any(r.getMessage() == "socket session" for r in caplog.records)
+
+    await eventually(logged)
+    (not_delivered,) = [r for r in caplog.records if r.getMessage() == "push not delivered"]
+    assert not_delivered.request_id == "assign-77" and "UNREGISTERED" in not_delivered.reason
+    (session,) = [r for r in caplog.records if r.getMessage() == "socket session"]
+    assert (session.route, session.status, session.user_id) == ("/ws/work/provider/", 1000, provider.id)
+    everything = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    for secret in (ADMIN_KEY, fcm_token, provider.token, seeker.token):
+        assert secret not in everything
+
+
+def _key() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}

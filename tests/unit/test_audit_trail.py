@@ -60,6 +60,8 @@ async def test_retries_add_records_and_the_timeline_tells_the_whole_story(world)
     offer_attempts = [a for a in timeline.attempts if a.notification_id == assignment.notification_id]
     push = [a.outcome for a in offer_attempts if a.channel == "push"]
     assert push == [AttemptOutcome.RETRY, AttemptOutcome.SENT]
+    socket = [(a.outcome, a.detail) for a in offer_attempts if a.channel == "socket"]
+    assert socket[-1] == (AttemptOutcome.SENT, "replayed on connect")  # the provider came online
     events = [e.event for e in timeline.events]
     assert events[0] == "order_created" and events[1] == "notification_created"
     assert "answered" in events and "acknowledged" in events

@@ -7,8 +7,11 @@ from typing import Any
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
 from application.use_cases._caller import caller_profile
+from domain.audit import AttemptOutcome, DeliveryAttempt
 from domain.notifications import NotificationKind
 from domain.profiles import Profile
+
+REPLAYED = "replayed on connect"
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,13 @@ class ReplayUndelivered:
     most ``replay_limit`` are sent; ``truncated`` tells the app that older ones were left out.
     """
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, policy: DeliveryPolicy) -> None:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, clock: Clock, policy: DeliveryPolicy, instance: str = "local"
+    ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._policy = policy
+        self._instance = instance
 
     async def on_connect(self, user_id: int) -> tuple[Profile, Replay]:
         """Who connected, and what they must see first: one transaction for a socket's whole start."""
@@ -62,4 +68,11 @@ class ReplayUndelivered:
             for n in shown:
                 n.mark_seen_on_socket()
             await uow.notifications.save_deliveries(shown)
+            now = self._clock.now()
+            await uow.attempts.add_many(
+                [
+                    DeliveryAttempt(n.id or 0, "socket", now, AttemptOutcome.SENT, 0, self._instance, None, REPLAYED)
+                    for n in shown
+                ]
+            )
             await uow.commit()

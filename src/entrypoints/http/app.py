@@ -351,8 +351,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.metrics = container.metrics()
     pool = container.engine().sync_engine.pool
-    if hasattr(pool, "checkedout"):
-        app.metrics.watch_pool(pool.checkedout, settings.db_pool_size)
+    if hasattr(pool, "checkedout") and hasattr(pool, "size"):
+        app.metrics.watch_pool(pool.checkedout, pool.size())  # SQLite's pool is one connection: its one writer
     app.trusted_proxies = frozenset(settings.trusted_proxies)
     app.sockets = SocketServices(
         identify=container.identify_caller(),
