@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.fixtures.servers import create_database, postgres_server, redis_server
 
-from bench.run import JWT_SECRET, CpuMeter, bench_server, load_generator, log, seed_users
+from bench.run import JWT_SECRET, UNLIMITED, CpuMeter, bench_server, load_generator, log, seed_users
 
 VARIANTS = {"full": "", "metrics off": "metrics", "audit off": "audit"}
 
@@ -37,6 +37,7 @@ def durable_postgres():
                 "LOG_LEVEL": "WARNING",
                 "PUSH_BACKEND": "log",
                 "WORK_TIME_TO_ANSWER_SECONDS": "3600",
+                **UNLIMITED,
                 "DATABASE_URL": create_database(pg, "workcast_obs"),
                 "REDIS_URL": redis.url,
                 "AUTO_MIGRATE": "true",

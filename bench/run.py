@@ -29,6 +29,15 @@ import psutil
 from tests.fixtures.servers import create_database, free_port, postgres_server, redis_server
 
 JWT_SECRET = "bench-secret-" + "x" * 32
+# The load generator is a few seekers sending as fast as they can: the limits stay on (their cost is in
+# every figure) but far above what it sends.
+UNLIMITED = {
+    "RATE_LIMIT_ASSIGN": "1000000/1000000",
+    "RATE_LIMIT_WRITE": "1000000/1000000",
+    "RATE_LIMIT_READ": "1000000/1000000",
+    "RATE_LIMIT_SOCKET_MESSAGES": "1000000/1000000",
+    "MAX_PENDING_ORDERS_PER_SEEKER": "0",
+}
 
 
 def log(text: str) -> None:
@@ -45,6 +54,7 @@ def infrastructure(backend: str):
         "LOG_LEVEL": "WARNING",
         "PUSH_BACKEND": "log",
         "WORK_TIME_TO_ANSWER_SECONDS": "3600",
+        **UNLIMITED,
     }
     try:
         if backend == "embedded":

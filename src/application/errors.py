@@ -23,3 +23,15 @@ class KeysUnavailable(Exception):
 
 class BrokerUnavailable(Exception):
     """The real-time broker cannot carry messages right now."""
+
+
+class LimiterUnavailable(Exception):
+    """The shared rate limiter (Redis) cannot answer: requests are let through (availability first)."""
+
+
+class RateLimited(Exception):
+    """Over a rate limit: try again after ``retry_after`` seconds."""
+
+    def __init__(self, group: str, retry_after: float) -> None:
+        super().__init__(f"too many requests ({group}): try again in {retry_after:.1f} s")
+        self.group, self.retry_after = group, retry_after

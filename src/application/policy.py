@@ -38,4 +38,5 @@ class DeliveryPolicy:
 @dataclass(frozen=True)
 class WorkPolicy:
     time_to_answer: timedelta = timedelta(minutes=10)
+    max_pending_per_seeker: int = 0  # 0: no cap
     expiry_batch: int = 100

@@ -13,6 +13,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from domain.audit import DeliveryAttempt
 from domain.devices import DeviceToken
+from domain.limits import Rate
 from domain.notifications import Notification
 from domain.profiles import Profile, Role
 from domain.work_orders import WorkOrder, WorkStatus
@@ -113,6 +114,9 @@ class WorkOrderRepository(Protocol):
 
     async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
         """Pending orders whose answer time has passed, oldest first."""
+
+    async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
+        """How many of the seeker's orders are pending and not yet expired at ``now``, counting at most ``up_to``."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,30 @@ class OperatorQueries(Protocol):
         """Per minute since ``since`` (minutes without notifications are absent), oldest first."""
 
 
+@dataclass(frozen=True)
+class StoredAnswer:
+    """What an idempotency key remembers: the request it was used for, and the answer it got."""
+
+    fingerprint: str
+    created_at: datetime
+    status_code: int | None
+    body: str | None
+    final: bool
+
+
+@runtime_checkable
+class IdempotencyRepository(Protocol):
+    async def claim(self, user_id: int, key: str, fingerprint: str, now: datetime) -> StoredAnswer | None:
+        """Claim the user's key for this request (None), or return what it holds if it was claimed before.
+
+        A claim by a concurrent transaction is waited for (PostgreSQL) or serialized (SQLite)."""
+
+    async def save_answer(self, user_id: int, key: str, status_code: int, body: str, final: bool) -> None: ...
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        """Forget at most ``limit`` keys claimed before ``cutoff``; returns how many."""
+
+
 class UnitOfWork(Protocol):
     """One transaction over all repositories: commit makes every change durable, anything else undoes all.
 
@@ -235,6 +263,7 @@ class UnitOfWork(Protocol):
     notifications: NotificationRepository
     attempts: DeliveryAttemptRepository
     operator: OperatorQueries
+    idempotency: IdempotencyRepository
 
     async def __aenter__(self) -> Self: ...
 
@@ -335,6 +364,23 @@ class NoDeliveryMetrics(DeliveryMetrics):
         return None
 
 
+# --- limits -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitDecision:
+    allowed: bool
+    retry_after: float  # seconds until the request would be allowed (0 when it is)
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    async def take(self, key: str, rate: Rate, cost: int = 1) -> LimitDecision:
+        """Take ``cost`` from the key's bucket if it holds that much. ``LimiterUnavailable`` when it cannot tell."""
+
+    async def close(self) -> None: ...
+
+
 # --- identity -------------------------------------------------------------------------------------------
 
 
@@ -391,6 +437,17 @@ class RealtimeBroker(Protocol):
         """Connect and start listening (called once, inside the event loop)."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SocketRegistry(Protocol):
+    """Every open socket of each user, on every instance: what caps the sockets one user may hold."""
+
+    async def register(self, user_id: int, socket_id: str, cap: int) -> list[str]:
+        """Record a new socket. Returns the user's oldest sockets beyond ``cap`` (forgotten here: the caller
+        closes them, wherever they are). ``BrokerUnavailable`` when it cannot tell."""
+
+    async def unregister(self, user_id: int, socket_id: str) -> None: ...
 
 
 @runtime_checkable

@@ -78,6 +78,12 @@ class RoleLocked(DomainError):
     code = "role_locked"
 
 
+class TooManyPendingOrders(DomainError):
+    """A seeker already has as many unanswered orders as allowed: wait for answers, or cancel some."""
+
+    code = "too_many_pending_orders"
+
+
 class AlreadyAnswered(DomainError):
     """The provider answered an order that is no longer pending (answered, cancelled or expired)."""
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         default="wsproto",
         choices=["wsproto", "websockets", "websockets-sansio"],
         help="uvicorn WebSocket implementation (wsproto holds an idle socket in the least memory)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (uvicorn's); more than one needs DATABASE_URL and REDIS_URL",
     )
     serve.set_defaults(run=_serve)
 
@@ -130,10 +137,41 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from entrypoints.http.app import create_app
-    from entrypoints.server import uvicorn_config
+    from entrypoints.server import uvicorn_config, uvicorn_options
 
-    uvicorn.Server(uvicorn_config(create_app(settings), settings, args.host, args.port, args.ws)).run()
+    if args.workers < 1:
+        print("workcast serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        uvicorn.Server(uvicorn_config(create_app(settings), settings, args.host, args.port, args.ws)).run()
+        return 0
+    if settings.embedded or not settings.redis_url:
+        print(
+            "workcast serve: --workers needs DATABASE_URL (PostgreSQL) and REDIS_URL: the embedded SQLite file and"
+            " the in-process broker cannot be shared by several processes. Run one worker, or configure both.",
+            file=sys.stderr,
+        )
+        return 2
+    _share_metrics_between_workers()
+    options = uvicorn_options(settings, args.host, args.port, args.ws, workers=args.workers)
+    uvicorn.run("entrypoints.http.app:create_app", factory=True, workers=args.workers, **options)
     return 0
+
+
+def _share_metrics_between_workers() -> None:
+    """prometheus-client's multiprocess mode: each worker writes its values to files in one folder and
+    /metrics (whichever worker answers) adds them up. PROMETHEUS_MULTIPROC_DIR if set (emptied), else a
+    fresh temporary folder; set before the workers start so they all see it."""
+    import tempfile
+    from pathlib import Path
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="workcast-metrics-")
 
 
 async def _ensure_schema(settings: Settings) -> None:

@@ -12,16 +12,21 @@ from dependency_injector import containers, providers
 from sqlalchemy.engine import make_url
 
 from adapters.fcm.sender import FcmConfigurationError, FcmPushSender, load_credentials
+from adapters.limits.memory import InProcessRateLimiter
+from adapters.limits.redis import RedisRateLimiter
 from adapters.memory.broker import InProcessBroker
 from adapters.memory.clock import SystemClock
 from adapters.memory.push import DisabledPushSender, LoggingPushSender
+from adapters.memory.sockets import InProcessSocketRegistry
 from adapters.prometheus.metrics import PrometheusMetrics
 from adapters.redis.broker import RedisBroker
+from adapters.redis.sockets import RedisSocketRegistry
 from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, normalize_url, sqlite_path, sqlite_url
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy, WorkPolicy
-from application.ports import PushSender, RealtimeBroker
+from application.ports import PushSender, RateLimiter, RealtimeBroker, SocketRegistry
+from application.rate_limits import RequestLimits
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.assign_work import AssignWork
 from application.use_cases.cancel_work import CancelWork
@@ -89,6 +94,19 @@ def pick_broker(settings: Settings) -> RealtimeBroker:
     return InProcessBroker()
 
 
+def pick_rate_limiter(settings: Settings) -> RateLimiter:
+    """Through Redis when there is one (a limit holds across instances), else in this process."""
+    if settings.redis_url:
+        return RedisRateLimiter(settings.redis_url, prefix=settings.redis_key_prefix)
+    return InProcessRateLimiter()
+
+
+def pick_socket_registry(settings: Settings) -> SocketRegistry:
+    if settings.redis_url:
+        return RedisSocketRegistry(settings.redis_url, prefix=settings.redis_key_prefix)
+    return InProcessSocketRegistry()
+
+
 def pick_push_sender(settings: Settings) -> PushSender:
     if settings.push_backend is PushBackend.LOG:
         return LoggingPushSender()
@@ -136,8 +154,15 @@ class Container(containers.DeclarativeContainer):
 
     unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine)
     delivery_policy = providers.Singleton(delivery_policy, settings)
-    work_policy = providers.Singleton(WorkPolicy, time_to_answer=settings.provided.time_to_answer)
+    work_policy = providers.Singleton(
+        WorkPolicy,
+        time_to_answer=settings.provided.time_to_answer,
+        max_pending_per_seeker=settings.provided.max_pending_orders,
+    )
     metrics = providers.Singleton(PrometheusMetrics)
+    rate_limiter = providers.Singleton(pick_rate_limiter, settings)
+    socket_registry = providers.Singleton(pick_socket_registry, settings)
+    request_limits = providers.Singleton(RequestLimits, rate_limiter, settings.provided.rate_limits, metrics)
     delivery = providers.Singleton(
         NotificationDelivery,
         unit_of_work.provider,
@@ -216,6 +241,10 @@ async def close(container: Container) -> None:
     if isinstance(push, FcmPushSender):
         await push.aclose()
     await container.broker().close()
+    await container.rate_limiter().close()
+    registry = container.socket_registry()
+    if isinstance(registry, RedisSocketRegistry):
+        await registry.close()
     with contextlib.suppress(ValueError):  # no key: a command that never verified a token (migrate)
         await container.token_verifier().close()
     await container.engine().dispose()

@@ -12,6 +12,7 @@ end of its headers, at most ``HTTP_HEADER_TIMEOUT_SECONDS``; then the connection
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 from typing import Any
@@ -28,7 +29,7 @@ MAX_SOCKET_MESSAGE_BYTES = 64 * 1024
 class HeaderDeadline:
     """Mixin for uvicorn's HTTP protocols: close a connection whose request headers do not arrive in time."""
 
-    header_timeout: float = 60.0
+    header_timeout: float | None = None  # None: HTTP_HEADER_TIMEOUT_SECONDS (a worker process reads its settings)
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -55,7 +56,8 @@ class HeaderDeadline:
         return cycle is None or cycle.response_complete
 
     def _arm_header_deadline(self) -> None:
-        self._header_timer = asyncio.get_running_loop().call_later(self.header_timeout, self._header_deadline_passed)
+        timeout = self.header_timeout if self.header_timeout is not None else _header_timeout_from_env()
+        self._header_timer = asyncio.get_running_loop().call_later(timeout, self._header_deadline_passed)
 
     def _header_deadline_passed(self) -> None:
         self._header_timer = None
@@ -65,22 +67,42 @@ class HeaderDeadline:
             transport.close()
 
 
-def http_protocol(header_timeout: float) -> type[asyncio.Protocol]:
-    """uvicorn's fastest available HTTP protocol (httptools if installed, as uvicorn's "auto"), with the deadline."""
-    base: type[asyncio.Protocol] = H11Protocol
-    if importlib.util.find_spec("httptools") is not None:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+@functools.cache
+def _header_timeout_from_env() -> float:
+    return Settings.from_env().http_header_timeout
 
-        base = HttpToolsProtocol
-    return type(f"Bounded{base.__name__}", (HeaderDeadline, base), {"header_timeout": header_timeout})
+
+class BoundedH11Protocol(HeaderDeadline, H11Protocol):
+    pass
+
+
+# Module-level classes: with --workers, uvicorn pickles its configuration into each worker process.
+BoundedHttpToolsProtocol: type[asyncio.Protocol] | None = None
+if importlib.util.find_spec("httptools") is not None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):  # type: ignore[no-redef]
+        pass
+
+
+def http_protocol(header_timeout: float | None = None) -> type[asyncio.Protocol]:
+    """uvicorn's fastest available HTTP protocol (httptools if installed, as uvicorn's "auto"), with the deadline."""
+    base = BoundedHttpToolsProtocol or BoundedH11Protocol
+    if header_timeout is None:
+        return base
+    return type(base.__name__, (base,), {"header_timeout": header_timeout})
 
 
 def uvicorn_config(app: Any, settings: Settings, host: str, port: int, ws: str = "wsproto") -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
+    return uvicorn.Config(app, **uvicorn_options(settings, host, port, ws))
+
+
+def uvicorn_options(settings: Settings, host: str, port: int, ws: str = "wsproto", workers: int = 1) -> dict[str, Any]:
+    return dict(
         host=host,
         port=port,
-        http=http_protocol(settings.http_header_timeout),
+        # A worker process takes the module's class, which reads HTTP_HEADER_TIMEOUT_SECONDS itself.
+        http=http_protocol(None if workers > 1 else settings.http_header_timeout),
         ws=ws,
         ws_max_size=MAX_SOCKET_MESSAGE_BYTES,
         # Our messages are a few hundred bytes; per-message deflate would keep two zlib contexts per

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
+from domain.limits import Rate
+
 log = logging.getLogger(__name__)
 
 
@@ -88,6 +90,9 @@ class Settings:
     instance_name: str
     audit_retention: timedelta
     console_secret: str | None = field(repr=False)
+    rate_limits: dict[str, Rate | None]
+    max_pending_orders: int
+    max_sockets_per_user: int
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
     @property
@@ -174,6 +179,15 @@ class Settings:
             instance_name=(read.text("INSTANCE_NAME", "") or f"{socket.gethostname()}:{os.getpid()}")[:64],
             audit_retention=timedelta(days=read.number("AUDIT_RETENTION_DAYS", 30.0)),
             console_secret=read.text("CONSOLE_SECRET", "") or None,
+            rate_limits={
+                "assign": read.rate("RATE_LIMIT_ASSIGN", "10/1"),
+                "write": read.rate("RATE_LIMIT_WRITE", "30/5"),
+                "read": read.rate("RATE_LIMIT_READ", "60/10"),
+                "auth_failure": read.rate("RATE_LIMIT_AUTH_FAILURES", "20/0.2"),
+                "socket_message": read.rate("RATE_LIMIT_SOCKET_MESSAGES", "50/20"),
+            },
+            max_pending_orders=read.integer("MAX_PENDING_ORDERS_PER_SEEKER", 20, minimum=0),
+            max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 5, minimum=1),
             data_dir_is_default=not read.text("WORKCAST_DATA_DIR", ""),
         )
         settings.check()
@@ -320,6 +334,14 @@ class _Reader:
             ):
                 raise SettingsError(f"{name}: {origin!r} is not an origin like https://app.example.com (or *)")
         return found
+
+    def rate(self, name: str, default: str) -> Rate | None:
+        """``BURST/PER_SECOND`` (``10/1``: 10 at once, then 1 a second) or ``off``."""
+        raw = self.text(name, default)
+        try:
+            return Rate.parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be BURST/PER_SECOND (e.g. 10/1) or off, got {raw!r}") from None
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         raw = self.text(name, default)

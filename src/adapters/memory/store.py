@@ -22,10 +22,12 @@ from application.ports import (
     DeliveryAttemptRepository,
     DeliveryStats,
     DeviceTokenRepository,
+    IdempotencyRepository,
     MinuteActivity,
     NotificationRepository,
     OperatorQueries,
     ProfileRepository,
+    StoredAnswer,
     UnitOfWork,
     WorkOrderRepository,
 )
@@ -43,6 +45,7 @@ class MemoryTables:
     work_orders: dict[int, WorkOrder] = field(default_factory=dict)
     notifications: dict[int, Notification] = field(default_factory=dict)
     attempts: dict[int, DeliveryAttempt] = field(default_factory=dict)
+    answers: dict[tuple[int, str], StoredAnswer] = field(default_factory=dict)
     last_ids: dict[str, int] = field(
         default_factory=lambda: {"profiles": 0, "devices": 0, "work_orders": 0, "notifications": 0, "attempts": 0}
     )
@@ -55,6 +58,7 @@ class MemoryTables:
             dict(self.work_orders),
             dict(self.notifications),
             dict(self.attempts),
+            dict(self.answers),
             dict(self.last_ids),
         )
 
@@ -247,6 +251,14 @@ class MemoryWorkOrderRepository(WorkOrderRepository):
             if order.seeker_id == user_id:
                 order.message, order.location = "", ERASED_PLACE
 
+    async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
+        pending = [
+            o
+            for o in self._t.work_orders.values()
+            if o.seeker_id == seeker_id and o.status is WorkStatus.PENDING and o.expires_at > now
+        ]
+        return min(len(pending), up_to)
+
     async def overdue(self, now: datetime, limit: int) -> list[WorkOrder]:
         due = [o for o in self._t.work_orders.values() if o.status is WorkStatus.PENDING and o.expires_at <= now]
         return [_copy(o) for o in sorted(due, key=lambda o: (o.expires_at, o.id or 0))[:limit]]
@@ -435,6 +447,27 @@ class MemoryOperatorQueries(OperatorQueries):
         return [MinuteActivity(minute, *counts) for minute, counts in sorted(minutes.items())]
 
 
+class MemoryIdempotencyRepository(IdempotencyRepository):
+    def __init__(self, tables: MemoryTables) -> None:
+        self._t = tables
+
+    async def claim(self, user_id: int, key: str, fingerprint: str, now: datetime) -> StoredAnswer | None:
+        found = self._t.answers.get((user_id, key))
+        if found is None:
+            self._t.answers[(user_id, key)] = StoredAnswer(fingerprint, now, None, None, False)
+        return found
+
+    async def save_answer(self, user_id: int, key: str, status_code: int, body: str, final: bool) -> None:
+        stored = self._t.answers[(user_id, key)]
+        self._t.answers[(user_id, key)] = replace(stored, status_code=status_code, body=body, final=final)
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        old = [k for k, a in self._t.answers.items() if a.created_at < cutoff][:limit]
+        for k in old:
+            del self._t.answers[k]
+        return len(old)
+
+
 class MemoryUnitOfWork(UnitOfWork):
     """Works on a private copy of the tables; commit publishes the copy, anything else drops it."""
 
@@ -451,6 +484,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.notifications = MemoryNotificationRepository(self._tables)
         self.attempts = MemoryDeliveryAttemptRepository(self._tables)
         self.operator = MemoryOperatorQueries(self._tables)
+        self.idempotency = MemoryIdempotencyRepository(self._tables)
         return self
 
     async def __aexit__(
@@ -475,5 +509,13 @@ class MemoryUnitOfWork(UnitOfWork):
 
     def _rebind(self) -> None:
         assert self._tables is not None
-        for repo in (self.profiles, self.devices, self.work_orders, self.notifications, self.attempts, self.operator):
+        for repo in (
+            self.profiles,
+            self.devices,
+            self.work_orders,
+            self.notifications,
+            self.attempts,
+            self.operator,
+            self.idempotency,
+        ):
             repo._t = self._tables  # type: ignore[attr-defined]

@@ -6,16 +6,26 @@ do not collide. Every label set is bounded: route templates, not paths; no user 
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 
 from application.ports import DeliveryMetrics
 
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
 # Socket close codes are chosen by clients too: any other code is counted as "other" (bounded labels).
-KNOWN_CLOSE_CODES = frozenset({1000, 1001, 1005, 1006, 1011, 1012, 1013, 4401, 4403, 4408, 4503})
+KNOWN_CLOSE_CODES = frozenset({1000, 1001, 1005, 1006, 1008, 1011, 1012, 1013, 4401, 4403, 4408, 4409, 4429, 4503})
 ACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -24,6 +34,10 @@ class PrometheusMetrics(DeliveryMetrics):
     def __init__(self) -> None:
         # The *_created series (one per labelled child) double the scrape for no dashboard or alert here.
         disable_created_metrics()
+        # `workcast serve --workers N` sets PROMETHEUS_MULTIPROC_DIR: values go to files every worker's
+        # /metrics adds up (gauges say how: summed over live workers, or the highest).
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._pool_checked_out: Callable[[], int] | None = None
         self.registry = CollectorRegistry()
         r = self.registry
         self.notifications = Counter("workcast_notifications", "Notifications created, by kind", ["kind"], registry=r)
@@ -49,7 +63,9 @@ class PrometheusMetrics(DeliveryMetrics):
             "workcast_http_request_duration_seconds", "HTTP request duration", ["method", "route"],
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.sockets_open = Gauge("workcast_sockets_open", "Open WebSockets by role", ["role"], registry=r)
+        self.sockets_open = Gauge(
+            "workcast_sockets_open", "Open WebSockets by role", ["role"], registry=r, multiprocess_mode="livesum"
+        )
         self.socket_disconnects = Counter(
             "workcast_socket_disconnects",
             "WebSocket sessions that ended (accepted or refused), by role and close code",
@@ -64,19 +80,36 @@ class PrometheusMetrics(DeliveryMetrics):
             registry=r,
         )
         self.dispatcher_due = Gauge(
-            "workcast_dispatcher_due", "Notifications due for delivery when the dispatcher last looked", registry=r
+            "workcast_dispatcher_due",
+            "Notifications due for delivery when the dispatcher last looked",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.dispatcher_oldest_due = Gauge(
-            "workcast_dispatcher_oldest_due_seconds", "How long the oldest due notification had waited", registry=r
+            "workcast_dispatcher_oldest_due_seconds",
+            "How long the oldest due notification had waited",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.broker_reconnects = Counter(
             "workcast_broker_reconnects", "Times the Redis subscription was lost and came back", registry=r
         )
         self.db_pool_in_use = Gauge(
-            "workcast_db_pool_connections_in_use", "Database connections checked out of this process's pool",
+            "workcast_db_pool_connections_in_use", "Database connections checked out of the pools",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.db_pool_size = Gauge(
+            "workcast_db_pool_size", "The pools' configured size", registry=r, multiprocess_mode="livesum"
+        )
+        self.rate_limited_requests = Counter(
+            "workcast_rate_limited", "Requests and socket messages refused by a rate limit, by group", ["group"],
             registry=r,
         )  # fmt: skip
-        self.db_pool_size = Gauge("workcast_db_pool_size", "The pool's configured size", registry=r)
+        self.limiter_failures = Counter(
+            "workcast_rate_limiter_unavailable",
+            "Checks the shared limiter could not answer (the request was let through)",
+            registry=r,
+        )
 
     # --- DeliveryMetrics ---------------------------------------------------------------------------
 
@@ -97,17 +130,40 @@ class PrometheusMetrics(DeliveryMetrics):
 
     # --- the rest ------------------------------------------------------------------------------------
 
+    def rate_limited(self, group: str) -> None:
+        self.rate_limited_requests.labels(group).inc()
+
+    def limiter_unavailable(self) -> None:
+        self.limiter_failures.inc()
+
     def socket_disconnect(self, role: str, code: int) -> None:
         self.socket_disconnects.labels(role, str(code) if code in KNOWN_CLOSE_CODES else "other").inc()
 
     def watch_pool(self, checked_out: Callable[[], int], size: int) -> None:
-        """Read the pool's use at each scrape (nothing is counted on the request path)."""
-        self.db_pool_in_use.set_function(checked_out)
+        """Read the pool's use at each scrape (nothing is counted on the request path); with several
+        workers, where a gauge cannot read a function, ``sample_pool`` sets it every few seconds instead."""
+        self._pool_checked_out = checked_out
         self.db_pool_size.set(size)
+        if not self.multiprocess:
+            self.db_pool_in_use.set_function(checked_out)
+
+    async def sample_pool_forever(self, every: float = 5.0) -> None:
+        while self.multiprocess and self._pool_checked_out is not None:
+            self.db_pool_in_use.set(self._pool_checked_out())
+            await asyncio.sleep(every)
+
+    def process_exiting(self) -> None:
+        """A worker stops: its live gauges (sockets open, pool in use) leave the sums."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_duration.labels(method, route).observe(seconds)
 
     def exposition(self) -> bytes:
+        if self.multiprocess:
+            every_worker = CollectorRegistry()
+            multiprocess.MultiProcessCollector(every_worker)
+            return generate_latest(every_worker)
         return generate_latest(self.registry)

@@ -438,6 +438,19 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
             query = query.with_for_update(skip_locked=True)
         return [row_to_order(row) for row in await self._c.execute(query)]
 
+    async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
+        pending = (
+            select(literal_column("1"))
+            .where(
+                work_orders.c.seeker_id == seeker_id,
+                work_orders.c.status == WorkStatus.PENDING.value,
+                work_orders.c.expires_at > now,
+            )
+            .limit(up_to)
+            .subquery()
+        )
+        return (await self._c.execute(select(func.count()).select_from(pending))).scalar_one()
+
 
 # --- notifications ---------------------------------------------------------------------------------
 

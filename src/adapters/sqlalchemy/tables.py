@@ -86,6 +86,8 @@ work_orders = Table(
 )
 # A seeker's orders by time, a provider's orders (pending ones first of all), and the expiry sweep.
 Index("ix_work_orders_seeker_id_id", work_orders.c.seeker_id, work_orders.c.id)
+# A seeker's pending orders (the cap on unanswered orders counts them on every assignment).
+Index("ix_work_orders_seeker_id_status", work_orders.c.seeker_id, work_orders.c.status)
 Index("ix_work_orders_provider_id_status_id", work_orders.c.provider_id, work_orders.c.status, work_orders.c.id)
 Index("ix_work_orders_status_expires_at", work_orders.c.status, work_orders.c.expires_at)
 
@@ -141,3 +143,17 @@ delivery_attempts = Table(
 )
 Index("ix_delivery_attempts_notification_id", delivery_attempts.c.notification_id)
 Index("ix_delivery_attempts_at", delivery_attempts.c.at)
+
+# Idempotency keys: the first answer to a request, kept a day, so a retried request does not act twice.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_id", IdType, ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("body", Text),
+    Column("final", Boolean, nullable=False, server_default=text("false")),
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)

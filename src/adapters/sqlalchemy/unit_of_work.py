@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlalchemy.audit import SqlAlchemyDeliveryAttemptRepository
+from adapters.sqlalchemy.idempotency import SqlAlchemyIdempotencyRepository
 from adapters.sqlalchemy.operator_queries import SqlAlchemyOperatorQueries
 from adapters.sqlalchemy.repositories import (
     SqlAlchemyDeviceTokenRepository,
@@ -61,6 +62,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.notifications = SqlAlchemyNotificationRepository(self._connection)
         self.attempts = SqlAlchemyDeliveryAttemptRepository(self._connection)
         self.operator = SqlAlchemyOperatorQueries(self._connection)
+        self.idempotency = SqlAlchemyIdempotencyRepository(self._connection)
         return self
 
     async def __aexit__(

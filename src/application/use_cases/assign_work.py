@@ -4,12 +4,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from application.delivery import NotificationDelivery
+from application.idempotency import IN_FLIGHT_MARGIN, IdempotentRequest, claim, remember, remember_final
 from application.policy import DeliveryPolicy, WorkPolicy
 from application.ports import Clock, UnitOfWorkFactory
 from application.use_cases._notify import save_notifications_for
-from domain.errors import NotASeeker, ProfileNotFound, UnknownProvider
+from domain.errors import NotASeeker, ProfileNotFound, TooManyPendingOrders, UnknownProvider
 from domain.geo import GeoPoint
-from domain.notifications import PushState, SocketState
+from domain.notifications import Notification, PushState, SocketState
+from domain.profiles import Profile
 from domain.work_orders import WorkOrder
 
 
@@ -57,9 +59,10 @@ class AssignWork:
         self._work_policy = work_policy
         self._delivery_policy = delivery_policy
 
-    async def execute(self, command: AssignWorkCommand) -> WorkAssignment:
+    async def execute(self, command: AssignWorkCommand, idempotency: IdempotentRequest | None = None) -> WorkAssignment:
         now: datetime = self._clock.now()
         async with self._uow_factory() as uow:
+            await claim(uow, idempotency, now, self._delivery_policy.request_budget + IN_FLIGHT_MARGIN)
             people, devices = await uow.profiles.get_many_with_devices({command.seeker_id, command.provider_id})
             seeker, provider = people.get(command.seeker_id), people.get(command.provider_id)
             if seeker is None:
@@ -68,6 +71,11 @@ class AssignWork:
                 raise NotASeeker("only seekers can assign work")
             if provider is None:
                 raise UnknownProvider(f"there is no provider with id {command.provider_id}", field="provider_id")
+            cap = self._work_policy.max_pending_per_seeker
+            if cap and await uow.work_orders.count_pending_for_seeker(seeker.id or 0, now, cap) >= cap:
+                raise TooManyPendingOrders(
+                    f"you have {cap} unanswered work orders: wait for answers or cancel some before assigning more"
+                )
             order = WorkOrder.assign(
                 seeker,
                 provider,
@@ -81,15 +89,22 @@ class AssignWork:
             await uow.work_orders.add(order)
             order.record_assigned()
             notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
+            (notification,) = notifications
+            await remember(uow, idempotency, _assignment(order, provider, notification), final=False)
             await uow.commit()
         await self._delivery.deliver(notifications, devices, self._delivery_policy.request_budget)
-        (notification,) = notifications
-        assert notification.id is not None
-        return WorkAssignment(
-            order=order,
-            provider_name=provider.name,
-            provider_mobile=provider.mobile,
-            notification_id=notification.id,
-            fcm_sent=notification.push_state is PushState.SENT,
-            websocket_sent=notification.socket_state is SocketState.SENT,
-        )
+        assignment = _assignment(order, provider, notification)
+        await remember_final(self._uow_factory, idempotency, assignment)
+        return assignment
+
+
+def _assignment(order: WorkOrder, provider: Profile, notification: Notification) -> WorkAssignment:
+    assert notification.id is not None
+    return WorkAssignment(
+        order=order,
+        provider_name=provider.name,
+        provider_mobile=provider.mobile,
+        notification_id=notification.id,
+        fcm_sent=notification.push_state is PushState.SENT,
+        websocket_sent=notification.socket_state is SocketState.SENT,
+    )

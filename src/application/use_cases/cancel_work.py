@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from application.delivery import NotificationDelivery
+from application.idempotency import IN_FLIGHT_MARGIN, IdempotentRequest, claim, remember
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
 from application.use_cases._caller import caller_profile
@@ -20,9 +21,10 @@ class CancelWork:
         self._clock = clock
         self._policy = policy
 
-    async def execute(self, user_id: int, work_id: int) -> WorkOrder:
+    async def execute(self, user_id: int, work_id: int, idempotency: IdempotentRequest | None = None) -> WorkOrder:
         now = self._clock.now()
         async with self._uow_factory() as uow:
+            await claim(uow, idempotency, now, self._policy.request_budget + IN_FLIGHT_MARGIN)
             await caller_profile(uow, user_id)
             order = await uow.work_orders.get(work_id)
             if order is None or not order.is_party(user_id):
@@ -36,6 +38,7 @@ class CancelWork:
                 raise InvalidTransition("this work order changed a moment ago; read it again")
             people, devices = await uow.profiles.get_many_with_devices({order.seeker_id, order.provider_id})
             notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
+            await remember(uow, idempotency, order, final=True)  # the answer does not depend on the delivery
             await uow.commit()
         await self._delivery.deliver(notifications, devices, self._policy.request_budget)
         return order

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.delivery import NotificationDelivery
+from application.idempotency import IN_FLIGHT_MARGIN, IdempotentRequest, claim, remember, remember_final
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
 from application.use_cases._caller import providers_order
@@ -37,9 +38,12 @@ class RespondToWork:
         self._clock = clock
         self._policy = policy
 
-    async def execute(self, provider_id: int, work_id: int, accepted: bool) -> WorkAnswerRecorded:
+    async def execute(
+        self, provider_id: int, work_id: int, accepted: bool, idempotency: IdempotentRequest | None = None
+    ) -> WorkAnswerRecorded:
         now = self._clock.now()
         async with self._uow_factory() as uow:
+            await claim(uow, idempotency, now, self._policy.request_budget + IN_FLIGHT_MARGIN)
             order, people, devices = await providers_order(uow, provider_id, work_id, "answer")
             order.answer(provider_id, accepted, now)
             if not await uow.work_orders.save_transition(order, WorkStatus.PENDING):
@@ -47,6 +51,9 @@ class RespondToWork:
             # Answering is proof the offer arrived (the seed's app never sends ack): never sent or replayed again.
             await uow.notifications.acknowledge_offers(work_id, provider_id, now)
             notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
+            await remember(uow, idempotency, WorkAnswerRecorded(order, notifications[0]), final=False)
             await uow.commit()
         await self._delivery.deliver(notifications, devices, self._policy.request_budget)
-        return WorkAnswerRecorded(order, notifications[0])
+        recorded = WorkAnswerRecorded(order, notifications[0])
+        await remember_final(self._uow_factory, idempotency, recorded)
+        return recorded

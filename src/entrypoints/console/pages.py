@@ -18,6 +18,7 @@ from domain.errors import DomainError, NotFound, ProfileNotFound
 from domain.profiles import Role
 from entrypoints.console.chart import last_hour
 from entrypoints.console.session import COOKIE, LIFETIME_SECONDS, ConsoleSession, ConsoleSessions, key_fingerprint
+from entrypoints.http.guards import note_auth_failure
 
 SECURITY_HEADERS = {
     # No script at all; styles only from the page itself; forms post only here; never framed.
@@ -98,6 +99,7 @@ class ConsolePages(Controller):
         supplied = str((await request.form()).get("token", "")).strip()
         subject = await _subject_for(request, supplied) if supplied else None
         if subject is None:
+            await note_auth_failure(request.app, request.scope)  # guessing keys here is slowed down too
             return _page("login.html", 401, error="That is not an admin API key or an operator's token.")
         cookie, _ = _sessions(request).issue(subject, time.time())
         return Redirect(

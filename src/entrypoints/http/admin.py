@@ -18,6 +18,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, PathParameter
 from msgspec import UNSET
 
+from application.errors import InvalidToken
 from application.use_cases.get_profile import GetProfile
 from application.use_cases.get_work_order_timeline import GetWorkOrderTimeline
 from application.use_cases.import_profiles import ImportProfiles
@@ -27,12 +28,12 @@ from application.use_cases.provision_profile import (
     ProfileFields,
     ProvisionProfile,
 )
-from domain.errors import InvalidInput, NotAnOperator
+from domain.errors import InvalidInput, NotAnOperator, ProfileNotFound
 from domain.geo import GeoPoint
 from domain.profiles import EXTERNAL_ID_MAX, Role
 from entrypoints.http import views
 from entrypoints.http.errors import RequestRejected
-from entrypoints.http.guards import caller_of
+from entrypoints.http.guards import caller_of, note_auth_failure
 from entrypoints.http.schemas import (
     Envelope,
     ErasedData,
@@ -59,7 +60,11 @@ async def admin_only(connection: ASGIConnection, handler: BaseRouteHandler) -> N
     # Every key is compared, in constant time: the answer's timing says nothing about any key.
     if supplied and sum(hmac.compare_digest(supplied.encode(), key.encode()) for key in keys):
         return
-    caller = await caller_of(connection.app.state.identify, authorization)
+    try:
+        caller = await caller_of(connection.app.state.identify, authorization)
+    except (InvalidToken, ProfileNotFound):
+        await note_auth_failure(connection.app, connection.scope)
+        raise
     get_profile: GetProfile = connection.app.state.container.get_profile()
     if (await get_profile.execute(caller)).role is not Role.OPERATOR:
         raise NotAnOperator("the provisioning API is for the app's backend (an API key) and operators")

@@ -26,13 +26,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters.prometheus.metrics import PrometheusMetrics
 from adapters.sqlalchemy.migrate import schema_problem, upgrade_async
-from application.errors import InvalidToken
+from application.errors import InvalidToken, RateLimited
+from application.idempotency import Replayed
 from entrypoints.console.pages import ConsolePages
 from entrypoints.console.session import ConsoleSessions, signing_key
 from entrypoints.container import Container, build_container, close, database_location, database_settings
 from entrypoints.http.admin import AdminProfilesController, AdminWorkOrdersController
 from entrypoints.http.errors import EXCEPTION_HANDLERS, RequestRejected, error_body
 from entrypoints.http.guards import CALLER_ID, caller_id
+from entrypoints.http.idempotency import on_replayed
+from entrypoints.http.limits import on_rate_limited
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope, error_responses
 from entrypoints.http.socket_protocol import asyncapi_document
@@ -216,7 +219,7 @@ class WorkcastApp(Litestar):
         token = request_id.set(_request_id(scope))
         end = SessionEnd()
         try:
-            await serve_socket(scope, receive, send, role, self.sockets, end)
+            await serve_socket(scope, receive, send, role, self.sockets, end, self.client_address(scope) or "unknown")
         finally:
             access.info(
                 "socket session",
@@ -270,6 +273,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             app.sockets.sessions.recheck_forever(container.find_unknown_users(), settings.socket_recheck_interval),
             name="socket-user-recheck",
         )
+        pool_task = asyncio.create_task(container.metrics().sample_pool_forever(), name="pool-sampler")
         dispatcher_task = None
         if settings.dispatcher_enabled:
             dispatcher = container.dispatcher()
@@ -300,12 +304,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         try:
             yield
         finally:
-            for task in (dispatcher_task, recheck_task):
+            for task in (dispatcher_task, recheck_task, pool_task):
                 if task:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await close(container)
+            container.metrics().process_exiting()
 
     dependencies = {name: Provide(_resolver(container, name), sync_to_thread=False) for name in INJECTED}
     dependencies["caller_id"] = Provide(caller_id, sync_to_thread=False)
@@ -324,7 +329,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         ],
         template_config=TemplateConfig(directory=CONSOLE_TEMPLATES, engine=JinjaTemplateEngine),
         dependencies=dependencies,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, RateLimited: on_rate_limited, Replayed: on_replayed},
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="workcast",
@@ -362,6 +367,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         acknowledge=container.acknowledge_notification(),
         sessions=LiveSessions(),
         metrics=container.metrics(),
+        limits=container.request_limits(),
+        socket_registry=container.socket_registry(),
+        max_sockets_per_user=settings.max_sockets_per_user,
         send_queue=settings.socket_send_queue,
         send_timeout=settings.socket_send_timeout,
     )
@@ -369,5 +377,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.identify = container.identify_caller()
     app.state.admin_api_keys = settings.admin_api_keys
     app.state.settings = settings
+    app.state.limits = container.request_limits()
     app.state.console_sessions = ConsoleSessions(signing_key(settings.console_secret, settings.admin_api_keys))
     return app

@@ -27,6 +27,7 @@ from litestar.status_codes import (
 )
 
 from application.errors import InvalidToken, KeysUnavailable, SchemaNotMigrated, StorageUnavailable
+from application.idempotency import RequestInProgress
 from domain import errors as domain
 from entrypoints.logs import OncePer
 
@@ -43,6 +44,8 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (domain.NotAnOperator, HTTP_403_FORBIDDEN),
     (domain.NotYourOrder, HTTP_403_FORBIDDEN),
     (domain.ProviderUnavailable, HTTP_409_CONFLICT),
+    (domain.TooManyPendingOrders, HTTP_409_CONFLICT),
+    (RequestInProgress, HTTP_409_CONFLICT),
     (domain.AlreadyAnswered, HTTP_409_CONFLICT),
     (domain.InvalidTransition, HTTP_409_CONFLICT),
     (domain.DomainError, HTTP_422_UNPROCESSABLE_ENTITY),
@@ -52,6 +55,9 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAVAILABLE = 4503
+CLOSE_RATE_LIMITED = 4429
+CLOSE_REPLACED = 4409  # a newer socket of the same user took this one's place (MAX_SOCKETS_PER_USER)
+CLOSE_POLICY_VIOLATION = 1008  # RFC 6455: a message broke the server's policy (here: the message rate)
 
 
 class RequestRejected(Exception):
@@ -79,7 +85,8 @@ def _response(status: int, message: str, code: str, field: str | None = None, he
 
 def on_domain_error(request: Request, error: domain.DomainError) -> Response:
     code = "unknown_user" if isinstance(error, domain.ProfileNotFound) else error.code
-    return _response(status_of(error), error.message, code, error.field)
+    headers = {"Retry-After": "1"} if isinstance(error, RequestInProgress) else None
+    return _response(status_of(error), error.message, code, error.field, headers)
 
 
 def on_invalid_token(request: Request, error: InvalidToken) -> Response:

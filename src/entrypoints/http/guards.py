@@ -11,7 +11,9 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
 from application.errors import InvalidToken
+from application.rate_limits import RequestLimits
 from application.use_cases.identify_caller import IdentifyCaller
+from domain.errors import ProfileNotFound
 from entrypoints.auth import bearer_token
 
 CALLER_ID = "workcast.caller_id"
@@ -24,7 +26,11 @@ async def authenticated(connection: ASGIConnection, handler: BaseRouteHandler) -
     ``KeysUnavailable`` (503) otherwise.
     """
     identify: IdentifyCaller = connection.app.state.identify
-    connection.scope["state"][CALLER_ID] = await caller_of(identify, connection.headers.get("authorization"))
+    try:
+        connection.scope["state"][CALLER_ID] = await caller_of(identify, connection.headers.get("authorization"))
+    except (InvalidToken, ProfileNotFound):
+        await note_auth_failure(connection.app, connection.scope)
+        raise
 
 
 async def caller_of(identify: IdentifyCaller, authorization: str | None, query_token: str | None = None) -> int:
@@ -32,6 +38,13 @@ async def caller_of(identify: IdentifyCaller, authorization: str | None, query_t
     if not token:
         raise InvalidToken("authentication required: send 'Authorization: Bearer <token>'")
     return await identify.execute(token)
+
+
+async def note_auth_failure(app, scope) -> None:
+    """A request or socket failed authentication: count it against its client address (``RateLimited`` past
+    the limit), so a client guessing tokens or keys is slowed down before it is answered again."""
+    limits: RequestLimits = app.state.limits
+    await limits.check("auth_failure", app.client_address(scope) or "unknown")
 
 
 def caller_id(request: Request) -> int:

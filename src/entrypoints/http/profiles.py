@@ -32,6 +32,8 @@ from domain.geo import GeoPoint
 from domain.work_orders import WorkStatus
 from entrypoints.http import views
 from entrypoints.http.guards import authenticated
+from entrypoints.http.idempotency import IdempotencyKey, idempotent
+from entrypoints.http.limits import rate_limited
 from entrypoints.http.schemas import (
     ActiveProvidersData,
     AssignWorkData,
@@ -64,7 +66,7 @@ class ProfilesController(Controller):
     path = "/api/1/profiles"
     tags = ["profiles"]
     security = [{"BearerToken": []}]
-    guards = [authenticated, canonical_numbers]
+    guards = [authenticated, rate_limited, canonical_numbers]
 
     @post(
         "/fcm-token/",
@@ -101,6 +103,7 @@ class ProfilesController(Controller):
         "/assign-work/",
         status_code=HTTP_201_CREATED,
         operation_id="assignWork",
+        opt={"rate_group": "assign"},
         responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503),
     )
     async def assign_work(
@@ -108,35 +111,22 @@ class ProfilesController(Controller):
         data: JSONBody[AssignWorkRequest],
         caller_id: NamedDependency[int],
         assign_work: NamedDependency[AssignWork],
+        idempotency_key: IdempotencyKey = None,
     ) -> Envelope[AssignWorkData]:
-        """A seeker offers a job to a provider; the provider hears about it by push and WebSocket."""
-        result = await assign_work.execute(
-            AssignWorkCommand(
-                seeker_id=caller_id,
-                provider_id=data.provider_id,
-                service_type=data.service_type,
-                message=data.message,
-                distance=data.distance,
-                location=GeoPoint(data.latitude, data.longitude),
-            )
+        """A seeker offers a job to a provider; the provider hears about it by push and WebSocket.
+
+        With an ``Idempotency-Key``, a retry of the same request within 24 h answers the first answer
+        (``Idempotent-Replayed: true``) and creates nothing."""
+        command = AssignWorkCommand(
+            seeker_id=caller_id,
+            provider_id=data.provider_id,
+            service_type=data.service_type,
+            message=data.message,
+            distance=data.distance,
+            location=GeoPoint(data.latitude, data.longitude),
         )
-        order = result.order
-        assert order.id is not None
-        return envelope(
-            "Work assigned successfully",
-            AssignWorkData(
-                work_order_id=order.id,
-                provider_name=result.provider_name,
-                provider_mobile=result.provider_mobile,
-                service_type=order.service_type,
-                fcm_sent=result.fcm_sent,
-                websocket_sent=result.websocket_sent,
-                created_at=iso_utc(order.created_at) or "",
-                status=order.status.value,
-                expires_at=iso_utc(order.expires_at) or "",
-                notification_id=result.notification_id,
-            ),
-        )
+        once = idempotent(idempotency_key, caller_id, "assign-work", data, lambda r: (201, _assigned(r)))
+        return _assigned(await assign_work.execute(command, once))
 
     @get("/work-orders/", operation_id="listWorkOrders", responses=error_responses(400, 401, 422, 503))
     async def list_work_orders(
@@ -212,13 +202,18 @@ class ProfilesController(Controller):
         data: JSONBody[RespondRequest],
         caller_id: NamedDependency[int],
         respond_to_work: NamedDependency[RespondToWork],
+        idempotency_key: IdempotencyKey = None,
     ) -> Envelope[RespondData]:
         """The assigned provider accepts or rejects (the REST twin of the WebSocket work_response)."""
-        result = await respond_to_work.execute(caller_id, work_id, data.accepted)
-        return envelope(
-            "Work accepted" if data.accepted else "Work rejected",
-            RespondData(work_id, result.order.status.value, data.accepted, result.seeker_notified_live),
-        )
+
+        def answered(result) -> Envelope[RespondData]:
+            return envelope(
+                "Work accepted" if data.accepted else "Work rejected",
+                RespondData(work_id, result.order.status.value, data.accepted, result.seeker_notified_live),
+            )
+
+        once = idempotent(idempotency_key, caller_id, f"respond:{work_id}", data, lambda r: (200, answered(r)))
+        return answered(await respond_to_work.execute(caller_id, work_id, data.accepted, once))
 
     @post(
         "/work-orders/{work_id:int}/cancel/",
@@ -227,11 +222,19 @@ class ProfilesController(Controller):
         responses=error_responses(400, 401, 403, 404, 409, 422, 503),
     )
     async def cancel(
-        self, work_id: PathId, caller_id: NamedDependency[int], cancel_work: NamedDependency[CancelWork]
+        self,
+        work_id: PathId,
+        caller_id: NamedDependency[int],
+        cancel_work: NamedDependency[CancelWork],
+        idempotency_key: IdempotencyKey = None,
     ) -> Envelope[WorkOrderData]:
         """The seeker withdraws a pending or accepted order; the provider is told."""
-        order = await cancel_work.execute(caller_id, work_id)
-        return envelope("Work cancelled", views.work_order(order))
+
+        def cancelled(order) -> Envelope[WorkOrderData]:
+            return envelope("Work cancelled", views.work_order(order))
+
+        once = idempotent(idempotency_key, caller_id, f"cancel:{work_id}", None, lambda o: (200, cancelled(o)))
+        return cancelled(await cancel_work.execute(caller_id, work_id, once))
 
     @get("/me/", operation_id="showMyProfile", responses=error_responses(400, 401, 503))
     async def me(
@@ -336,3 +339,23 @@ class ProfilesController(Controller):
         """The app displayed the notification: it counts as delivered and is not replayed again."""
         n = await acknowledge_notification.execute(caller_id, notification_id)
         return envelope("Notification acknowledged", views.notification(n))
+
+
+def _assigned(result) -> Envelope[AssignWorkData]:
+    order = result.order
+    assert order.id is not None
+    return envelope(
+        "Work assigned successfully",
+        AssignWorkData(
+            work_order_id=order.id,
+            provider_name=result.provider_name,
+            provider_mobile=result.provider_mobile,
+            service_type=order.service_type,
+            fcm_sent=result.fcm_sent,
+            websocket_sent=result.websocket_sent,
+            created_at=iso_utc(order.created_at) or "",
+            status=order.status.value,
+            expires_at=iso_utc(order.expires_at) or "",
+            notification_id=result.notification_id,
+        ),
+    )

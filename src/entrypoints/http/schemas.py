@@ -75,10 +75,13 @@ ERROR_STATUSES: dict[int, str] = {
     401: "not_authenticated (missing, malformed, expired or forged token), unknown_user (no profile for the token)",
     403: "not_a_seeker, not_a_provider, not_an_operator: the caller's role cannot do this",
     404: "not_found, work_order_not_found, notification_not_found, profile_not_found (also for other people's things)",
-    409: "already_answered, provider_unavailable, invalid_transition, role_locked",
+    409: "already_answered, provider_unavailable, invalid_transition, role_locked, too_many_pending_orders,"
+    " request_in_progress (the first request with this Idempotency-Key is still running: see Retry-After)",
     413: "payload_too_large (bodies over 64 KiB)",
     415: "unsupported_media_type (JSON bodies must be sent as application/json)",
-    422: "validation_error, invalid_input, invalid_location, unknown_provider: `field` names the offending field",
+    422: "validation_error, invalid_input, invalid_location, unknown_provider, idempotency_key_reused (the key was used"
+    " for another request): `field` names the offending field",
+    429: "rate_limited: too many requests from this user (or failed logins from this address); see Retry-After",
     503: "storage_unavailable, schema_not_migrated, auth_unavailable: try again after Retry-After",
 }
 
@@ -87,7 +90,7 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI responses for these error statuses, all in the error envelope (so generated clients model them)."""
     return {
         status: ResponseSpec(data_container=ErrorBody, description=ERROR_STATUSES[status], generate_examples=False)
-        for status in statuses
+        for status in sorted({*statuses, 429})  # every endpoint that checks who asks is rate limited
     }
 
 

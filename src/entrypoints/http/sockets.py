@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,17 +28,22 @@ from litestar.types import Receive, Scope, Send
 from msgspec import Struct
 
 from adapters.prometheus.metrics import PrometheusMetrics
-from application.errors import InvalidToken, KeysUnavailable, StorageUnavailable
-from application.ports import RealtimeBroker
+from application.errors import BrokerUnavailable, InvalidToken, KeysUnavailable, RateLimited, StorageUnavailable
+from application.ports import RealtimeBroker, SocketRegistry
+from application.rate_limits import RequestLimits
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.find_unknown_users import FindUnknownUsers
 from application.use_cases.identify_caller import IdentifyCaller
 from application.use_cases.replay_undelivered import Replay, ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from domain.errors import DomainError, NotAProvider, ProfileNotFound
+from domain.limits import TokenBucket
 from domain.profiles import Role
 from entrypoints.http.errors import (
     CLOSE_FORBIDDEN,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_RATE_LIMITED,
+    CLOSE_REPLACED,
     CLOSE_UNAUTHORIZED,
     CLOSE_UNAVAILABLE,
     error_body,
@@ -76,6 +82,9 @@ class SocketServices:
     acknowledge: AcknowledgeNotification
     sessions: LiveSessions
     metrics: PrometheusMetrics
+    limits: RequestLimits
+    socket_registry: SocketRegistry
+    max_sockets_per_user: int = 5
     send_queue: int = 32  # writes that may wait for one socket to drain (SOCKET_SEND_QUEUE)
     send_timeout: float = 5.0  # seconds one write may wait (SOCKET_SEND_TIMEOUT_SECONDS)
 
@@ -136,9 +145,10 @@ class AsgiSocket:
 class WorkSocket:
     """One connected app of one user."""
 
-    __slots__ = ("_held", "_replaying", "_sending", "_services", "_socket", "_stuck", "_user_id", "role")
+    __slots__ = ("_held", "_replaying", "_sending", "_services", "_socket", "_stuck", "_user_id", "role", "socket_id")
 
     def __init__(self, socket: AsgiSocket, user_id: int, services: SocketServices) -> None:
+        self.socket_id = uuid.uuid4().hex
         self._socket = socket
         self._user_id = user_id
         self._services = services
@@ -155,6 +165,10 @@ class WorkSocket:
         ``send_queue`` writes wait for it to drain, each at most ``send_timeout``; past that it is
         closed (4408) and counted out, and the app gets what it missed by replay when it reconnects.
         """
+        if text.startswith(_EVICT_PREFIX):  # a note between instances, never for the app
+            if self.socket_id in msgspec.json.decode(text)["sockets"]:
+                await self._socket.close(CLOSE_REPLACED, "replaced by a newer connection of this user")
+            return
         if self._replaying:
             self._held.append(text)
             return
@@ -203,10 +217,25 @@ class WorkSocket:
                 await self._socket.send_text(text)
 
     async def serve(self) -> None:
+        # Each socket's own bucket, in process: a flood is refused before it reaches the database or
+        # delays anyone else, and a socket that goes on after being told is closed (1008).
+        rate = self._services.limits.rate("socket_message")
+        clock = asyncio.get_running_loop().time
+        bucket = TokenBucket.full(rate, clock()) if rate else None
+        refused_in_a_row = 0
         while True:
             event = await self._socket.receive()
             if event["type"] == "websocket.disconnect":
                 return
+            if bucket is not None and rate is not None and (wait := bucket.take(rate, clock())) > 0:
+                self._services.metrics.rate_limited("socket_message")
+                refused_in_a_row += 1
+                if refused_in_a_row > rate.burst:
+                    await self._socket.close(CLOSE_POLICY_VIOLATION, "message rate exceeded")
+                    return
+                await self._send(_error("rate_limited", f"too many messages: wait {wait:.1f} s before the next"))
+                continue
+            refused_in_a_row = 0
             raw = event.get("text")
             if raw is None:
                 raw = (event.get("bytes") or b"").decode("utf-8", "replace")
@@ -285,18 +314,18 @@ class SessionEnd:
 
 
 async def serve_socket(
-    scope: Scope, receive: Receive, send: Send, role: Role, services: SocketServices, end: SessionEnd
+    scope: Scope, receive: Receive, send: Send, role: Role, services: SocketServices, end: SessionEnd, client: str
 ) -> None:
     """One WebSocket connection, from the handshake to the close (the app calls this before routing)."""
     socket = AsgiSocket(scope, receive, send)
     try:
-        await _serve_socket(socket, role, services, end)
+        await _serve_socket(socket, role, services, end, client)
     finally:
         end.close_code = socket.close_code or 1006  # no close frame either way: abnormal closure
         services.metrics.socket_disconnect(role.value, end.close_code)
 
 
-async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices, end: SessionEnd) -> None:
+async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices, end: SessionEnd, client: str) -> None:
     # Accept first: a refusal at the handshake would reach the app as a bare HTTP 403, not a close code.
     if not await socket.accept():
         return
@@ -304,6 +333,11 @@ async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices
         user_id = await caller_of(services.identify, socket.header(b"authorization"), socket.query("token"))
         end.user_id = user_id
     except (InvalidToken, ProfileNotFound) as error:
+        try:
+            await services.limits.check("auth_failure", client)
+        except RateLimited:
+            await socket.close(CLOSE_RATE_LIMITED, "too many failed authentications from this address")
+            return
         await socket.close(CLOSE_UNAUTHORIZED, str(error)[:120])
         return
     except (KeysUnavailable, StorageUnavailable):
@@ -327,6 +361,7 @@ async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices
         log.info("socket connected", extra={"user_id": user_id, "role": role.value})
         services.metrics.sockets_open.labels(role.value).inc()
         services.sessions.add(user_id, session)
+        await _make_room(services, user_id, session.socket_id)
         await session.replay(replay)
         del replay
         await session.serve()
@@ -339,9 +374,30 @@ async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices
     finally:
         services.sessions.remove(user_id, session)
         await broker.unsubscribe(user_id, session.deliver)
+        with contextlib.suppress(BrokerUnavailable):
+            await services.socket_registry.unregister(user_id, session.socket_id)
         if session.role is role:  # it was logged (and counted) as connected
             log.info("socket disconnected", extra={"user_id": user_id, "role": role.value})
             services.metrics.sockets_open.labels(role.value).dec()
+
+
+_EVICT = "_evict"
+_EVICT_PREFIX = '{"type":"_evict"'
+
+
+async def _make_room(services: SocketServices, user_id: int, socket_id: str) -> None:
+    """At most MAX_SOCKETS_PER_USER sockets per user, on all instances together: the oldest ones go.
+
+    Phones reconnect without closing their old socket, so refusing the newest would lock users out.
+    The oldest are told through the user's own channel, which reaches them on whichever instance
+    they are. If Redis cannot tell, nothing is closed (availability first).
+    """
+    try:
+        evicted = await services.socket_registry.register(user_id, socket_id, services.max_sockets_per_user)
+        if evicted:
+            await services.broker.publish(user_id, {"type": _EVICT, "sockets": evicted})
+    except BrokerUnavailable:
+        log.warning("socket cap not enforced: the socket registry is unavailable", extra={"user_id": user_id})
 
 
 class LiveSessions:

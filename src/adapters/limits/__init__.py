@@ -1,0 +1,1 @@
+"""Rate limiters: in process (the embedded default) and across instances through Redis."""
