@@ -2,7 +2,8 @@
 
 One run, one machine, the variants interleaved round by round (the machine's speed drifts between
 hours, not between neighbouring rounds): the full service, the service with metric recording switched
-off, and with the audit trail's INSERTs switched off (``BENCH_WITHOUT``, bench/server.py). Reported:
+off, and with the audit trail's INSERTs switched off (``BENCH_WITHOUT``, bench/server.py), and with the per-user rate limits off (they stay on, far above
+the load, in the other variants: what is measured is the check itself). Reported:
 closed-loop assign-work req/s per variant (median of the rounds) and each as a ratio to the full one.
 PostgreSQL runs durable (fsync and synchronous_commit on), with Redis, as in production.
 """
@@ -23,7 +24,14 @@ from tests.fixtures.servers import create_database, postgres_server, redis_serve
 
 from bench.run import JWT_SECRET, UNLIMITED, CpuMeter, bench_server, load_generator, log, seed_users
 
-VARIANTS = {"full": "", "metrics off": "metrics", "audit off": "audit"}
+LIMITS_OFF = {name: "off" for name in ("RATE_LIMIT_ASSIGN", "RATE_LIMIT_WRITE", "RATE_LIMIT_READ")}
+# name -> (parts switched off in bench/server.py, settings changed)
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "full": ("", {}),
+    "metrics off": ("metrics", {}),
+    "audit off": ("audit", {}),
+    "rate limits off": ("", LIMITS_OFF),
+}
 
 
 @contextlib.contextmanager
@@ -46,7 +54,7 @@ def durable_postgres():
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def one_round(env: dict, without: str, providers, seekers, args) -> tuple[float, float]:
+def one_round(env: dict, variant: tuple[str, dict[str, str]], providers, seekers, args) -> tuple[float, float]:
     """(assign-work req/s, server CPU microseconds per request) for one variant."""
     plan = {
         "providers": providers,
@@ -60,7 +68,8 @@ def one_round(env: dict, without: str, providers, seekers, args) -> tuple[float,
         "latency_sockets": 0,
         "capacity_sockets": 0,
     }
-    with bench_server(env | {"BENCH_WITHOUT": without}, "wsproto") as (port, pid):
+    without, settings = variant
+    with bench_server(env | settings | {"BENCH_WITHOUT": without}, "wsproto") as (port, pid):
         for item in load_generator(port, pid, plan, timeout=600):
             if "generator_pid" in item:
                 cpu = CpuMeter(pid, item["generator_pid"])

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -143,6 +144,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print("workcast serve: --workers must be at least 1", file=sys.stderr)
         return 2
     if args.workers == 1:
+        # uvicorn drains on SIGTERM, then raises the signal again with the handler that was there before:
+        # this one, so a graceful stop exits 0 (not "killed by SIGTERM") and supervisors see a clean exit.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.Server(uvicorn_config(create_app(settings), settings, args.host, args.port, args.ws)).run()
         return 0
     if settings.embedded or not settings.redis_url:

@@ -236,7 +236,7 @@ def build_container(settings: Settings) -> Container:
 
 async def close(container: Container) -> None:
     """Release what the container opened: background deliveries first, then the database pool."""
-    await container.delivery().drain(within=5.0)
+    await container.delivery().drain(within=container.settings().shutdown_grace)
     push = container.push_sender()
     if isinstance(push, FcmPushSender):
         await push.aclose()

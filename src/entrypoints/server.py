@@ -113,5 +113,7 @@ def uvicorn_options(settings: Settings, host: str, port: int, ws: str = "wsproto
         timeout_keep_alive=settings.http_keepalive_timeout,
         log_config=None,
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        # On SIGTERM: stop accepting, close sockets with 1012 (apps reconnect to another instance), let
+        # requests in flight finish for this long; then the lifespan drains deliveries (entrypoints.container).
+        timeout_graceful_shutdown=settings.shutdown_grace,
     )

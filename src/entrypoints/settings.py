@@ -93,6 +93,8 @@ class Settings:
     rate_limits: dict[str, Rate | None]
     max_pending_orders: int
     max_sockets_per_user: int
+    shutdown_grace: float
+    socket_admission: int
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
     @property
@@ -188,6 +190,8 @@ class Settings:
             },
             max_pending_orders=read.integer("MAX_PENDING_ORDERS_PER_SEEKER", 20, minimum=0),
             max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 5, minimum=1),
+            shutdown_grace=read.number("SHUTDOWN_GRACE_SECONDS", 10.0),
+            socket_admission=read.integer("SOCKET_ADMISSION_CONCURRENCY", 64, minimum=1),
             data_dir_is_default=not read.text("WORKCAST_DATA_DIR", ""),
         )
         settings.check()

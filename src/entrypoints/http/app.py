@@ -370,6 +370,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         limits=container.request_limits(),
         socket_registry=container.socket_registry(),
         max_sockets_per_user=settings.max_sockets_per_user,
+        admission=asyncio.Semaphore(settings.socket_admission),
         send_queue=settings.socket_send_queue,
         send_timeout=settings.socket_send_timeout,
     )

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -85,6 +85,7 @@ class SocketServices:
     limits: RequestLimits
     socket_registry: SocketRegistry
     max_sockets_per_user: int = 5
+    admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))  # connects in progress
     send_queue: int = 32  # writes that may wait for one socket to drain (SOCKET_SEND_QUEUE)
     send_timeout: float = 5.0  # seconds one write may wait (SOCKET_SEND_TIMEOUT_SECONDS)
 
@@ -319,13 +320,39 @@ async def serve_socket(
     """One WebSocket connection, from the handshake to the close (the app calls this before routing)."""
     socket = AsgiSocket(scope, receive, send)
     try:
-        await _serve_socket(socket, role, services, end, client)
+        async with _AdmissionSlot(services.admission) as slot:
+            await _serve_socket(socket, role, services, end, client, slot)
     finally:
         end.close_code = socket.close_code or 1006  # no close frame either way: abnormal closure
         services.metrics.socket_disconnect(role.value, end.close_code)
 
 
-async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices, end: SessionEnd, client: str) -> None:
+class _AdmissionSlot:
+    """Held from the handshake to the end of the replay, then given back: a burst of thousands of connects
+    (an instance restarted, a network came back) is authenticated and replayed a bounded number at a time,
+    so the sockets already open keep their pace. The wait happens before the handshake is accepted."""
+
+    def __init__(self, admission: asyncio.Semaphore) -> None:
+        self._admission = admission
+        self._held = False
+
+    async def __aenter__(self) -> _AdmissionSlot:
+        await self._admission.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._admission.release()
+
+
+async def _serve_socket(
+    socket: AsgiSocket, role: Role, services: SocketServices, end: SessionEnd, client: str, slot: _AdmissionSlot
+) -> None:
     # Accept first: a refusal at the handshake would reach the app as a bare HTTP 403, not a close code.
     if not await socket.accept():
         return
@@ -364,6 +391,7 @@ async def _serve_socket(socket: AsgiSocket, role: Role, services: SocketServices
         await _make_room(services, user_id, session.socket_id)
         await session.replay(replay)
         del replay
+        slot.release()
         await session.serve()
     except SocketClosed:
         pass

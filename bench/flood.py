@@ -1,0 +1,178 @@
+"""Floods against the limits, measured from a victim's side: ``python -m bench.flood``.
+
+One instance on PostgreSQL + Redis with the default limits. For each flood, a well-behaved user's
+latency is measured before (baseline) and during it, in the same run:
+- one seeker posts 2,000 assign-work requests 50 at a time; another seeker assigns one at a time;
+- one socket sends pings as fast as it can; another socket pings once every 20 ms;
+- one user opens 50 sockets.
+Prints one JSON summary (p50/p99 in ms, what the flooder got).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+
+import httpx
+from tests.fixtures.servers import create_database, postgres_server, redis_server
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from bench.run import JWT_SECRET, bench_server, log, seed_users
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    at = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)  # noqa: E731
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "n": len(ordered)}
+
+
+async def assign_latencies(http, base, seeker, provider_id, stop: asyncio.Event) -> list[float]:
+    found = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        r = await http.post(
+            f"{base}/api/1/profiles/assign-work/",
+            json={"provider_id": provider_id, "service_type": "worker", "latitude": 1.0, "longitude": 1.0},
+            headers={"Authorization": f"Bearer {seeker['token']}"},
+        )
+        if r.status_code == 201:
+            found.append(time.perf_counter() - started)
+            # cancel it, so the victim never reaches the pending-orders cap
+            await http.post(
+                f"{base}/api/1/profiles/work-orders/{r.json()['data']['work_order_id']}/cancel/",
+                headers={"Authorization": f"Bearer {seeker['token']}"},
+            )
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def ping_latencies(ws_base, provider, stop: asyncio.Event) -> list[float]:
+    found = []
+    async with connect(f"{ws_base}/ws/work/provider/?token={provider['token']}") as socket:
+        while json.loads(await socket.recv())["type"] != "replay_complete":
+            pass
+        while not stop.is_set():
+            started = time.perf_counter()
+            await socket.send('{"type": "ping"}')
+            while json.loads(await socket.recv())["type"] != "pong":
+                pass
+            found.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+    return found
+
+
+async def measure(probe, seconds: float) -> list[float]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(probe(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    return await task
+
+
+async def run(port: int, providers, seekers) -> dict:
+    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    victim, attacker = seekers[0], seekers[1]
+    result: dict = {}
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as http:
+
+        def victim_assign(stop):
+            return assign_latencies(http, base, victim, providers[0]["id"], stop)
+
+        log("baseline: victim assign-work")
+        result["assign_victim_baseline"] = percentiles(await measure(victim_assign, 5))
+
+        async def flood_assign() -> Counter:
+            statuses: Counter = Counter()
+            queue = iter(range(2000))
+
+            async def worker():
+                for _ in queue:
+                    r = await http.post(
+                        f"{base}/api/1/profiles/assign-work/",
+                        json={"provider_id": providers[1]["id"], "service_type": "x", "latitude": 1, "longitude": 1},
+                        headers={"Authorization": f"Bearer {attacker['token']}"},
+                    )
+                    statuses[r.status_code] += 1
+
+            await asyncio.gather(*(worker() for _ in range(50)))
+            return statuses
+
+        log("flood: 2,000 assign-work from one seeker, 50 at a time")
+        flood = asyncio.create_task(flood_assign())
+        during = await measure(victim_assign, 5)
+        statuses = await flood
+        result["assign_victim_during_flood"] = percentiles(during)
+        result["assign_flooder_statuses"] = dict(statuses)
+
+        def victim_ping(stop):
+            return ping_latencies(ws_base, providers[2], stop)
+
+        log("baseline: victim socket ping")
+        result["ping_victim_baseline"] = percentiles(await measure(victim_ping, 5))
+
+        async def flood_pings() -> dict:
+            sent = answered = 0
+            code = None
+            try:
+                async with connect(f"{ws_base}/ws/work/provider/?token={providers[3]['token']}") as socket:
+
+                    async def read():
+                        nonlocal answered
+                        async for _ in socket:
+                            answered += 1
+
+                    reader = asyncio.create_task(read())
+                    with contextlib.suppress(ConnectionClosed):
+                        for _ in range(40_000):
+                            await socket.send('{"type": "ping"}')
+                            sent += 1
+                    await asyncio.wait_for(reader, 10)
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+            return {"sent": sent, "answered": answered, "close_code": code}
+
+        log("flood: one socket sends 40,000 pings as fast as it can")
+        flood = asyncio.create_task(flood_pings())
+        during = await measure(victim_ping, 5)
+        result["ping_flooder"] = await flood
+        result["ping_victim_during_flood"] = percentiles(during)
+
+        log("one user opens 50 sockets")
+        sockets, closed_codes = [], Counter()
+        for _ in range(50):
+            sockets.append(await connect(f"{ws_base}/ws/work/provider/?token={providers[4]['token']}"))
+        await asyncio.sleep(2)
+        for socket in sockets:
+            if socket.close_code is not None:
+                closed_codes[socket.close_code] += 1
+            await socket.close()
+        result["fifty_sockets_one_user"] = {
+            "closed_by_server": dict(closed_codes),
+            "left_open": 50 - closed_codes.total(),
+        }
+    return result
+
+
+def main() -> None:
+    with postgres_server(durable=True) as pg, redis_server() as redis:
+        env = {
+            "WORKCAST_DATA_DIR": "/tmp/workcast-flood",
+            "JWT_SECRET": JWT_SECRET,
+            "LOG_LEVEL": "WARNING",
+            "PUSH_BACKEND": "log",
+            "DATABASE_URL": create_database(pg, "workcast_flood"),
+            "REDIS_URL": redis.url,
+            "AUTO_MIGRATE": "true",
+        }
+        providers, seekers = asyncio.run(seed_users(env, 5, 2))
+        with bench_server(env, "wsproto") as (port, _):
+            result = asyncio.run(run(port, providers, seekers))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
