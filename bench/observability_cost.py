@@ -1,9 +1,9 @@
-"""What metrics and the per-attempt audit trail cost assign-work: ``python -m bench.observability_cost``.
+"""What metrics, the audit trail and rate limits cost assign-work: ``python -m bench.observability_cost``.
 
 One run, one machine, the variants interleaved round by round (the machine's speed drifts between
-hours, not between neighbouring rounds): the full service, the service with metric recording switched
-off, and with the audit trail's INSERTs switched off (``BENCH_WITHOUT``, bench/server.py), and with the per-user rate limits off (they stay on, far above
-the load, in the other variants: what is measured is the check itself). Reported:
+hours, not between neighbouring rounds): the full service; metric recording switched off; the audit
+trail's INSERTs switched off (``BENCH_WITHOUT``, bench/server.py); the per-user rate limits off (in the
+other variants they are on, far above the load: what is measured is the check itself). Reported:
 closed-loop assign-work req/s per variant (median of the rounds) and each as a ratio to the full one.
 PostgreSQL runs durable (fsync and synchronous_commit on), with Redis, as in production.
 """
