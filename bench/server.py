@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import registry
 
 from entrypoints.http.app import create_app
+from entrypoints.server import uvicorn_options
 from entrypoints.settings import Settings
 
 bench_metadata = MetaData()
@@ -135,17 +136,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ws", default="wsproto")
     args = parser.parse_args()
-    uvicorn.run(
-        create_bench_app(),
-        host="127.0.0.1",
-        port=args.port,
-        ws=args.ws,
-        log_config=None,
-        lifespan="on",
-        backlog=4096,
-        ws_max_size=64 * 1024,
-        ws_per_message_deflate=False,  # as `workcast serve`
-    )
+    # The same uvicorn options as `workcast serve` (header deadline, socket protocol, pings), plus a deep backlog.
+    options = uvicorn_options(Settings.from_env(), "127.0.0.1", args.port, args.ws) | {"backlog": 4096}
+    uvicorn.run(create_bench_app(), **options)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
 from entrypoints.settings import Settings
 
@@ -85,6 +86,31 @@ if importlib.util.find_spec("httptools") is not None:
         pass
 
 
+class ClosingWSProtocol(WSProtocol):
+    """uvicorn's wsproto protocol, with a short goodbye.
+
+    Once the server has sent its close frame, uvicorn goes on parsing whatever the peer sends for up to
+    10 s while it waits for the echo. A flooding client that ignores the close kept the server parsing
+    ~100,000 frames a second for those 10 s (measured: another user's ping p50 went from 0.6 to 117 ms).
+    Here, after our close, at most 64 KiB more are read and the connection is dropped after 1 s at most.
+    """
+
+    AFTER_CLOSE_BYTES = 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = 1.0
+        self._read_after_close = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self.close_sent:
+            self._read_after_close += len(data)
+            if self._read_after_close > self.AFTER_CLOSE_BYTES:
+                self.transport.close()
+                return
+        super().data_received(data)
+
+
 def http_protocol(header_timeout: float | None = None) -> type[asyncio.Protocol]:
     """uvicorn's fastest available HTTP protocol (httptools if installed, as uvicorn's "auto"), with the deadline."""
     base = BoundedHttpToolsProtocol or BoundedH11Protocol
@@ -103,7 +129,7 @@ def uvicorn_options(settings: Settings, host: str, port: int, ws: str = "wsproto
         port=port,
         # A worker process takes the module's class, which reads HTTP_HEADER_TIMEOUT_SECONDS itself.
         http=http_protocol(None if workers > 1 else settings.http_header_timeout),
-        ws=ws,
+        ws=ClosingWSProtocol if ws == "wsproto" else ws,
         ws_max_size=MAX_SOCKET_MESSAGE_BYTES,
         # Our messages are a few hundred bytes; per-message deflate would keep two zlib contexts per
         # socket (measured: ~300 KB per idle socket for a client that negotiates it, ~25 KB without).
