@@ -12,7 +12,7 @@ from application.ports import RateLimiter
 from domain.limits import Rate
 
 log = logging.getLogger(__name__)
-GROUPS = ("assign", "write", "read", "auth_failure", "socket_message")
+GROUPS = ("assign", "write", "read", "auth_failure", "socket_message", "socket_connect")
 
 
 class LimitMetrics(Protocol):

@@ -187,6 +187,7 @@ class Settings:
                 "read": read.rate("RATE_LIMIT_READ", "60/10"),
                 "auth_failure": read.rate("RATE_LIMIT_AUTH_FAILURES", "20/0.2"),
                 "socket_message": read.rate("RATE_LIMIT_SOCKET_MESSAGES", "50/20"),
+                "socket_connect": read.rate("RATE_LIMIT_SOCKET_CONNECTS", "10/1"),
             },
             max_pending_orders=read.integer("MAX_PENDING_ORDERS_PER_SEEKER", 20, minimum=0),
             max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 5, minimum=1),

@@ -20,6 +20,7 @@ LIMITS = {
     "RATE_LIMIT_READ": "5/0.1",
     "RATE_LIMIT_AUTH_FAILURES": "3/0.01",
     "RATE_LIMIT_SOCKET_MESSAGES": "5/0.5",
+    "RATE_LIMIT_SOCKET_CONNECTS": "3/0.01",
     "MAX_PENDING_ORDERS_PER_SEEKER": "4",
 }
 
@@ -106,6 +107,18 @@ async def test_failed_authentication_is_limited_per_address_http_and_socket(tmp_
             with pytest.raises(ConnectionClosed) as closed:
                 await app.receive()
             assert closed.value.rcvd.code == 4429
+
+
+async def test_a_user_reconnecting_in_a_loop_is_refused_4429(limited, admin):
+    provider = await admin.provider("Loop")
+    for _ in range(3):
+        async with open_socket(limited, "/ws/work/provider/", provider.token) as app:
+            await app.send({"type": "ping"})
+            assert (await app.receive())["type"] == "pong"
+    async with open_socket(limited, "/ws/work/provider/", provider.token) as app:
+        with pytest.raises(ConnectionClosed) as closed:
+            await app.receive()
+        assert closed.value.rcvd.code == 4429 and "too many connections" in closed.value.rcvd.reason
 
 
 async def test_a_flooding_socket_is_told_then_closed_and_others_keep_their_pace(limited, admin):

@@ -370,6 +370,12 @@ async def _serve_socket(
     except (KeysUnavailable, StorageUnavailable):
         await socket.close(CLOSE_UNAVAILABLE, "service temporarily unavailable")
         return
+    try:
+        # Before any replay or subscription: a client reconnecting in a loop costs one Redis call each time.
+        await services.limits.check("socket_connect", user_id)
+    except RateLimited as limited:
+        await socket.close(CLOSE_RATE_LIMITED, f"too many connections: wait {limited.retry_after:.0f} s")
+        return
     session = WorkSocket(socket, user_id, services)
     broker = services.broker
     # Subscribe before reading what to replay: a message published in between is held, not missed.
