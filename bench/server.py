@@ -137,7 +137,8 @@ def main() -> None:
     parser.add_argument("--ws", default="wsproto")
     args = parser.parse_args()
     # The same uvicorn options as `workcast serve` (header deadline, socket protocol, pings), plus a deep backlog.
-    options = uvicorn_options(Settings.from_env(), "127.0.0.1", args.port, args.ws) | {"backlog": 4096}
+    loop = os.environ.get("BENCH_LOOP") or None  # asyncio or uvloop, to compare them; else serve's choice
+    options = uvicorn_options(Settings.from_env(), "127.0.0.1", args.port, args.ws, loop=loop) | {"backlog": 4096}
     uvicorn.run(create_bench_app(), **options)
 
 

@@ -119,14 +119,24 @@ def http_protocol(header_timeout: float | None = None) -> type[asyncio.Protocol]
     return type(base.__name__, (base,), {"header_timeout": header_timeout})
 
 
-def uvicorn_config(app: Any, settings: Settings, host: str, port: int, ws: str = "wsproto") -> uvicorn.Config:
-    return uvicorn.Config(app, **uvicorn_options(settings, host, port, ws))
+def uvicorn_config(
+    app: Any, settings: Settings, host: str, port: int, ws: str = "wsproto", loop: str | None = None
+) -> uvicorn.Config:
+    return uvicorn.Config(app, **uvicorn_options(settings, host, port, ws, loop=loop))
 
 
-def uvicorn_options(settings: Settings, host: str, port: int, ws: str = "wsproto", workers: int = 1) -> dict[str, Any]:
+def event_loop() -> str:
+    """uvloop where it is installed (a dependency on Linux and macOS), else asyncio's own loop."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
+def uvicorn_options(
+    settings: Settings, host: str, port: int, ws: str = "wsproto", workers: int = 1, loop: str | None = None
+) -> dict[str, Any]:
     return dict(
         host=host,
         port=port,
+        loop=loop or event_loop(),
         # A worker process takes the module's class, which reads HTTP_HEADER_TIMEOUT_SECONDS itself.
         http=http_protocol(None if workers > 1 else settings.http_header_timeout),
         ws=ClosingWSProtocol if ws == "wsproto" else ws,
