@@ -128,7 +128,10 @@ async def test_the_timeline_shows_every_attempt_per_channel_and_device(ops_serve
 async def test_an_operator_signs_in_reads_a_timeline_and_retries_a_failed_notification(
     ops_server, fcm, admin, tmp_path
 ):
-    shots = Path(SCREENSHOTS) if SCREENSHOTS else None
+    store = "postgres" if ops_server.settings.database_url else "sqlite"
+    shots = Path(SCREENSHOTS) / store if SCREENSHOTS else None
+    if shots:
+        shots.mkdir(parents=True, exist_ok=True)
     async with httpx.AsyncClient(base_url=ops_server.base_url, timeout=20) as http:
         work_id, notification_id, provider = await _failed_offer(http, fcm, admin)
         async with async_playwright() as playwright:
