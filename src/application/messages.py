@@ -95,23 +95,39 @@ def push_for(notification: Notification, now: datetime) -> PushMessage | None:
     ttl = DEFAULT_PUSH_TTL
     match notification.kind:
         case NotificationKind.WORK_ASSIGNED:
+            # loc args: service, seeker name, message, distance (the last two may be empty)
+            who = p.get("seeker_name", "A seeker")
+            args = (service, who, p.get("message") or "", p.get("distance") or "")
             title = f"New {service} job"
-            body = p.get("message") or f"{p.get('seeker_name', 'A seeker')} needs a {service}"
+            body = p.get("message") or f"{who} needs a {service}"
             if p.get("distance"):
                 body = f"{body} ({p['distance']} away)"
             ttl = parse_iso_utc(p["expires_at"]) - now
             if ttl <= timedelta(0):
                 return None
         case NotificationKind.WORK_ACCEPTED:
-            title, body = "Job accepted", f"{p.get('provider_name', 'The provider')} accepted your {service} job"
+            who = p.get("provider_name", "The provider")
+            title, body, args = "Job accepted", f"{who} accepted your {service} job", (service, who)
         case NotificationKind.WORK_REJECTED:
-            title, body = "Job declined", f"{p.get('provider_name', 'The provider')} declined your {service} job"
+            who = p.get("provider_name", "The provider")
+            title, body, args = "Job declined", f"{who} declined your {service} job", (service, who)
         case NotificationKind.WORK_CANCELLED:
-            title, body = "Job cancelled", f"{p.get('seeker_name', 'The seeker')} cancelled the {service} job"
+            who = p.get("seeker_name", "The seeker")
+            title, body, args = "Job cancelled", f"{who} cancelled the {service} job", (service, who)
         case NotificationKind.WORK_EXPIRED:
-            title, body = "Job expired", f"Nobody answered the {service} job in time"
+            title, body, args = "Job expired", f"Nobody answered the {service} job in time", (service,)
         case NotificationKind.WORK_COMPLETED:
-            title, body = "Job done", f"{p.get('provider_name', 'The provider')} completed your {service} job"
+            who = p.get("provider_name", "The provider")
+            title, body, args = "Job done", f"{who} completed your {service} job", (service, who)
     data = {"type": notification.kind.value, "notification_id": str(notification.id)}
     data.update({key: str(p[key]) for key in PUSH_DATA_KEYS if p.get(key) is not None})
-    return PushMessage(title=title, body=body[:240], data=data, time_to_live=ttl)
+    kind = notification.kind.value
+    return PushMessage(
+        title=title,
+        body=body[:240],
+        data=data,
+        time_to_live=ttl,
+        title_loc_key=f"{kind}_title",
+        body_loc_key=f"{kind}_body",
+        loc_args=tuple(str(a)[:240] for a in args),
+    )

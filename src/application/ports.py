@@ -291,6 +291,11 @@ class PushMessage:
     data: Mapping[str, str]
     time_to_live: timedelta
     high_priority: bool = True
+    # For the app to render the text in the user's language: string keys in its resources, and their
+    # arguments (title and body take the same ones). ``title``/``body`` are the English fallback.
+    title_loc_key: str | None = None
+    body_loc_key: str | None = None
+    loc_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,13 @@ async def test_a_working_token_gets_the_job_offer(fcm, fcm_server, admin):
         assert message["data"]["work_id"] == str(r.json()["data"]["work_order_id"])
         assert message["notification"]["title"] == "New worker job"
         assert message["android"]["priority"] == "high"
+        # Localizable: the app renders its own strings from these keys and arguments (docs/flutter.md).
+        android, alert = message["android"]["notification"], message["apns"]["payload"]["aps"]["alert"]
+        assert android["title_loc_key"] == alert["title-loc-key"] == "work_assigned_title"
+        assert android["body_loc_key"] == alert["loc-key"] == "work_assigned_body"
+        args = ["worker", "Sam Seeker", "Need help with painting work", "2.5km"]
+        assert android["title_loc_args"] == android["body_loc_args"] == alert["loc-args"] == args
+        assert alert["title"] == "New worker job"  # the fallback text stays
 
 
 async def test_a_passing_outage_is_retried_by_the_dispatcher(fcm, fcm_server, admin):

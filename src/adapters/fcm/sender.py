@@ -195,7 +195,14 @@ def _fcm_message(message: PushMessage, device: DeviceToken, expires_at_epoch: in
         android=messaging.AndroidConfig(
             priority="high" if message.high_priority else "normal",
             ttl=ttl,
-            notification=messaging.AndroidNotification(channel_id="work", sound="default"),
+            notification=messaging.AndroidNotification(
+                channel_id="work",
+                sound="default",
+                title_loc_key=message.title_loc_key,
+                title_loc_args=list(message.loc_args) if message.title_loc_key else None,
+                body_loc_key=message.body_loc_key,
+                body_loc_args=list(message.loc_args) if message.body_loc_key else None,
+            ),
         ),
         apns=messaging.APNSConfig(
             headers={
@@ -203,7 +210,19 @@ def _fcm_message(message: PushMessage, device: DeviceToken, expires_at_epoch: in
                 "apns-expiration": str(expires_at_epoch),
                 "apns-push-type": "alert",
             },
-            payload=messaging.APNSPayload(aps=messaging.Aps(sound="default")),
+            payload=messaging.APNSPayload(
+                aps=messaging.Aps(
+                    sound="default",
+                    alert=messaging.ApsAlert(
+                        title=message.title,
+                        body=message.body,
+                        title_loc_key=message.title_loc_key,
+                        title_loc_args=list(message.loc_args) if message.title_loc_key else None,
+                        loc_key=message.body_loc_key,
+                        loc_args=list(message.loc_args) if message.body_loc_key else None,
+                    ),
+                )
+            ),
         ),
     )
     if device.kind is AddressKind.INSTALLATION_ID:
