@@ -128,6 +128,7 @@ class DeliveryStats:
     by_push_state: Mapping[str, int]
     by_socket_state: Mapping[str, int]
     push_errors: Mapping[str, int]  # the most frequent push error reasons
+    opened: int = 0  # of those, how many the user opened
 
 
 @runtime_checkable
@@ -352,6 +353,9 @@ class DeliveryMetrics(Protocol):
     def acknowledged(self, channel: str, seconds_since_created: float) -> None:
         """The app confirmed it showed a notification (``socket`` or ``http``)."""
 
+    def opened(self, channel: str, seconds_since_created: float) -> None:
+        """The user opened a notification (tapped the push or the in-app item)."""
+
 
 class NoDeliveryMetrics(DeliveryMetrics):
     """Counting nothing: unit tests and tools that expose no metrics."""
@@ -366,6 +370,9 @@ class NoDeliveryMetrics(DeliveryMetrics):
         return None
 
     def acknowledged(self, channel: str, seconds_since_created: float) -> None:
+        return None
+
+    def opened(self, channel: str, seconds_since_created: float) -> None:
         return None
 
 

@@ -61,6 +61,7 @@ class Notification:
     next_attempt_at: datetime | None = None
     last_attempt_at: datetime | None = None
     delivered_at: datetime | None = None
+    opened_at: datetime | None = None  # the user tapped the push or the in-app item (analytics)
     id: int | None = None
 
     @property
@@ -154,6 +155,12 @@ class Notification:
         self.socket_sent()
         if not self.needs_attempt:
             self.next_attempt_at = None
+
+    def mark_opened(self, now: datetime) -> None:
+        """The user opened it: that implies it was delivered. Opening twice keeps the first time."""
+        self.acknowledge(now)
+        if self.opened_at is None:
+            self.opened_at = now
 
     def acknowledge(self, now: datetime) -> None:
         """The app displayed it: never sent again, on any channel. Acknowledging twice keeps the first time."""

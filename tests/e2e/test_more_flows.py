@@ -8,6 +8,7 @@ import logging
 
 import httpx
 
+from domain.profiles import Role
 from tests.e2e.conftest import open_socket, running_server, seed_assignment
 from tests.fixtures.servers import free_port
 from tests.fixtures.waiting import eventually
@@ -171,3 +172,38 @@ async def test_workcast_serve_declines_per_message_deflate(tmp_path, admin):
             assert json.loads(await ws.recv())["type"] == "replay_complete"
             assert await ws.recv() == '{"type":"pong"}'
             assert ws.protocol.extensions == []
+
+
+async def test_the_app_reports_opened_notifications_over_http_and_socket(server, admin, http):
+    seeker, provider = await admin.seeker(), await admin.provider()
+    operator = await admin.user(Role.OPERATOR, "Ops")
+    async with open_socket(server, "/ws/work/provider/", provider.token) as app:
+        first = await http.post(
+            "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+        )
+        offer = await app.receive()
+        assert offer["type"] == "work_assigned"
+        await app.send({"type": "opened", "notification_id": offer["notification_id"]})
+        assert await app.receive() == {"type": "open_recorded", "notification_id": offer["notification_id"]}
+        assert first.status_code == 201
+        await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+        second = await app.receive()
+
+    r = await http.post(f"/api/1/profiles/notifications/{second['notification_id']}/opened/", headers=provider.headers)
+    assert r.status_code == 200 and r.json()["data"]["opened_at"] and r.json()["data"]["delivery_status"] == "delivered"
+    again = await http.post(
+        f"/api/1/profiles/notifications/{second['notification_id']}/opened/", headers=provider.headers
+    )
+    assert again.json()["data"]["opened_at"] == r.json()["data"]["opened_at"]  # the first time is kept
+    # Someone else's notification reads as missing.
+    stranger = await http.post(
+        f"/api/1/profiles/notifications/{second['notification_id']}/opened/", headers=seeker.headers
+    )
+    assert stranger.status_code == 404
+
+    listed = (await http.get("/api/1/profiles/notifications/", headers=provider.headers)).json()["data"]
+    assert all(n["opened_at"] for n in listed["notifications"][:2])
+    stats = (await http.get("/api/1/profiles/notifications/stats/", headers=operator.headers)).json()["data"]
+    assert stats["opened"] >= 2
+    metrics = (await http.get("/metrics")).text
+    assert 'workcast_opens_total{channel="socket"}' in metrics and 'workcast_opens_total{channel="http"}' in metrics

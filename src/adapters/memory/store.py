@@ -295,6 +295,7 @@ class MemoryNotificationRepository(NotificationRepository):
         if stored.socket_state is SocketState.SENT:
             new.socket_state, new.socket_error = SocketState.SENT, None
         new.delivered_at = stored.delivered_at or new.delivered_at
+        new.opened_at = stored.opened_at or new.opened_at
         if new.delivered_at is not None:
             new.next_attempt_at = None  # acknowledged: nothing is sent again
         self._t.notifications[new.id] = new  # type: ignore[index]
@@ -370,6 +371,7 @@ class MemoryNotificationRepository(NotificationRepository):
         recent = [n for n in self._t.notifications.values() if n.created_at >= since]
         errors = Counter(n.push_error for n in recent if n.push_error)
         return DeliveryStats(
+            opened=sum(n.opened_at is not None for n in recent),
             total=len(recent),
             by_delivery_status=dict(Counter(n.delivery_status.value for n in recent)),
             by_push_state=dict(Counter(n.push_state.value for n in recent)),

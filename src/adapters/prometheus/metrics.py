@@ -79,6 +79,13 @@ class PrometheusMetrics(DeliveryMetrics):
             buckets=ACK_BUCKETS,
             registry=r,
         )
+        self.opens = Counter("workcast_opens", "Notifications the user opened, by channel", ["channel"], registry=r)
+        self.open_latency = Histogram(
+            "workcast_open_latency_seconds",
+            "From the notification's commit to the user opening it",
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
         self.dispatcher_due = Gauge(
             "workcast_dispatcher_due",
             "Notifications due for delivery when the dispatcher last looked",
@@ -127,6 +134,10 @@ class PrometheusMetrics(DeliveryMetrics):
     def acknowledged(self, channel: str, seconds_since_created: float) -> None:
         self.acks.labels(channel).inc()
         self.ack_latency.observe(seconds_since_created)
+
+    def opened(self, channel: str, seconds_since_created: float) -> None:
+        self.opens.labels(channel).inc()
+        self.open_latency.observe(seconds_since_created)
 
     # --- the rest ------------------------------------------------------------------------------------
 

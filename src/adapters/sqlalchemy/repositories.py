@@ -472,6 +472,7 @@ def _notification(row: Row) -> Notification:
         next_attempt_at=row.next_attempt_at,
         last_attempt_at=row.last_attempt_at,
         delivered_at=row.delivered_at,
+        opened_at=row.opened_at,
     )
 
 
@@ -486,6 +487,7 @@ def _delivery_columns(n: Notification) -> dict[str, Any]:
         "next_attempt_at": n.next_attempt_at,
         "last_attempt_at": n.last_attempt_at,
         "delivered_at": n.delivered_at,
+        "opened_at": n.opened_at,
     }
 
 
@@ -521,6 +523,7 @@ SAVE_DELIVERY = (
         ),
         last_attempt_at=bindparam("b_last_attempt_at"),
         delivered_at=func.coalesce(notifications.c.delivered_at, bindparam("b_delivered_at", type_=UtcDateTime)),
+        opened_at=func.coalesce(notifications.c.opened_at, bindparam("b_opened_at", type_=UtcDateTime)),
     )
 )
 
@@ -704,7 +707,9 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             return {key: count for key, count in (await self._c.execute(query)).all()}
 
         by_status = await counts(DELIVERY_STATUS.label("delivery_status"))
+        opened = (await self._c.execute(select(func.count(notifications.c.opened_at)).where(recent))).scalar_one()
         return DeliveryStats(
+            opened=opened,
             total=sum(by_status.values()),
             by_delivery_status=by_status,
             by_push_state=await counts(notifications.c.push_state),

@@ -109,6 +109,7 @@ notifications = Table(
     Column("next_attempt_at", UtcDateTime),
     Column("last_attempt_at", UtcDateTime),
     Column("delivered_at", UtcDateTime),
+    Column("opened_at", UtcDateTime),
 )
 # Due notifications for the dispatcher, a user's history, and a user's unacknowledged ones (replay).
 Index(

@@ -321,6 +321,7 @@ class ProfilesController(Controller):
                 by_push_state=dict(stats.by_push_state),
                 by_socket_state=dict(stats.by_socket_state),
                 push_errors=dict(stats.push_errors),
+                opened=stats.opened,
             ),
         )
 
@@ -339,6 +340,23 @@ class ProfilesController(Controller):
         """The app displayed the notification: it counts as delivered and is not replayed again."""
         n = await acknowledge_notification.execute(caller_id, notification_id)
         return envelope("Notification acknowledged", views.notification(n))
+
+    @post(
+        "/notifications/{notification_id:int}/opened/",
+        status_code=HTTP_200_OK,
+        operation_id="openedNotification",
+        responses=error_responses(400, 401, 404, 422, 503),
+    )
+    async def opened(
+        self,
+        notification_id: PathId,
+        caller_id: NamedDependency[int],
+        acknowledge_notification: NamedDependency[AcknowledgeNotification],
+    ) -> Envelope[NotificationData]:
+        """The user opened the notification (tapped the push or the in-app item): push analytics. Implies
+        ``ack``; opening twice keeps the first time."""
+        n = await acknowledge_notification.execute(caller_id, notification_id, opened=True)
+        return envelope("Notification opened", views.notification(n))
 
 
 def _assigned(result) -> Envelope[AssignWorkData]:

@@ -182,6 +182,7 @@ class NotificationData(Struct):
     next_attempt_at: str | None
     created_at: str
     delivered_at: str | None
+    opened_at: str | None = None
 
 
 class AttemptData(Struct):
@@ -226,6 +227,7 @@ class DeliveryStatsData(Struct):
     by_push_state: dict[str, int]
     by_socket_state: dict[str, int]
     push_errors: dict[str, int]
+    opened: int = 0  # notifications the user opened (tapped)
 
 
 class DeviceData(Struct):

@@ -44,7 +44,13 @@ class Ack(_Message, tag="ack", forbid_unknown_fields=False):
     notification_id: Id
 
 
-APP_MESSAGE = Ping | WorkResponse | Ack
+class Opened(_Message, tag="opened", forbid_unknown_fields=False):
+    """The user opened this notification (tapped the push or the in-app item): push analytics; implies ``ack``."""
+
+    notification_id: Id
+
+
+APP_MESSAGE = Ping | WorkResponse | Ack | Opened
 
 
 # --- server -> app: notifications ---------------------------------------------------------------------
@@ -129,6 +135,12 @@ class Acked(_Message, tag="acked"):
     notification_id: Id
 
 
+class OpenRecorded(_Message, tag="open_recorded"):
+    """Answers an ``opened``."""
+
+    notification_id: Id
+
+
 class Pong(_Message, tag="pong"):
     """Answers a ``ping``."""
 
@@ -150,10 +162,10 @@ class Error(_Message, tag="error"):
 
 
 NOTIFICATIONS = (WorkAssigned, WorkAccepted, WorkRejected, WorkCancelled, WorkExpired, WorkCompleted)
-REPLIES = (WorkResponseResult, Acked, Pong, ReplayComplete, Error)
+REPLIES = (WorkResponseResult, Acked, OpenRecorded, Pong, ReplayComplete, Error)
 SERVER_MESSAGE = (
     WorkAssigned | WorkAccepted | WorkRejected | WorkCancelled | WorkExpired | WorkCompleted
-    | WorkResponseResult | Acked | Pong | ReplayComplete | Error
+    | WorkResponseResult | Acked | OpenRecorded | Pong | ReplayComplete | Error
 )  # fmt: skip
 
 encode = msgspec.json.Encoder().encode
@@ -161,7 +173,7 @@ encode = msgspec.json.Encoder().encode
 
 def asyncapi_document() -> dict[str, Any]:
     """AsyncAPI 3.0 for both socket paths, with JSON schemas generated from the Structs above."""
-    sent_by_app = (Ping, WorkResponse, Ack)
+    sent_by_app = (Ping, WorkResponse, Ack, Opened)
     sent_by_server = (*NOTIFICATIONS, *REPLIES)
     _, components = msgspec.json.schema_components(
         (*sent_by_app, *sent_by_server), ref_template="#/components/schemas/{name}"
@@ -178,17 +190,19 @@ def asyncapi_document() -> dict[str, Any]:
     }
     to_provider = ("WorkAssigned", "WorkCancelled", "WorkExpired", "WorkResponseResult")
     to_seeker = ("WorkAccepted", "WorkRejected", "WorkExpired", "WorkCompleted")
-    common_replies = ("Acked", "Pong", "ReplayComplete", "Error")
+    common_replies = ("Acked", "OpenRecorded", "Pong", "ReplayComplete", "Error")
     channels, operations = {}, {}
     for role, received in (("provider", to_provider), ("seeker", to_seeker)):
-        sent = ("Ping", "WorkResponse", "Ack") if role == "provider" else ("Ping", "Ack")
+        sent = ("Ping", "WorkResponse", "Ack", "Opened") if role == "provider" else ("Ping", "Ack", "Opened")
         names = sorted({*received, *common_replies, *sent})
         channels[role] = {
             "address": f"/ws/work/{role}/",
             "title": f"{role} socket",
             "description": (
                 "Authenticate with `Authorization: Bearer <jwt>` or `?token=<jwt>`. Close codes: 4401 bad token or"
-                " unknown user, 4403 wrong role, 4408 the app does not read, 4503 database unavailable."
+                " unknown user, 4403 wrong role, 4408 the app does not read, 4409 replaced by a newer socket of"
+                " the user, 4429 too many connects or failed logins, 1008 too many messages, 4503 database"
+                " unavailable."
             ),
             "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in names},
         }

@@ -54,6 +54,8 @@ from entrypoints.http.socket_protocol import (
     Ack,
     Acked,
     Error,
+    Opened,
+    OpenRecorded,
     Pong,
     ReplayComplete,
     WorkResponse,
@@ -266,6 +268,12 @@ class WorkSocket:
                 ack = msgspec.json.decode(raw, type=Ack)
                 await self._services.acknowledge.execute(self._user_id, ack.notification_id, over_socket=True)
                 return Acked(ack.notification_id)
+            if kind == "opened":
+                opened = msgspec.json.decode(raw, type=Opened)
+                await self._services.acknowledge.execute(
+                    self._user_id, opened.notification_id, over_socket=True, opened=True
+                )
+                return OpenRecorded(opened.notification_id)
         except msgspec.ValidationError as error:
             return _validation_error(error, kind)
         except RecursionError:
@@ -276,7 +284,7 @@ class WorkSocket:
             return _error(error.code, error.message, field=error.field, request_type=kind)
         except StorageUnavailable:
             return _error("storage_unavailable", "the service is temporarily unavailable, try again", request_type=kind)
-        return _error("unknown_type", f"unknown message type {kind!r}; known: ping, work_response, ack")
+        return _error("unknown_type", f"unknown message type {kind!r}; known: ping, work_response, ack, opened")
 
     async def _work_response(self, message: WorkResponse) -> WorkResponseResult:
         if self.role is not Role.PROVIDER:

@@ -88,6 +88,7 @@ def notification(n: Notification) -> NotificationData:
         next_attempt_at=iso_utc(n.next_attempt_at),
         created_at=iso_utc(n.created_at) or "",
         delivered_at=iso_utc(n.delivered_at),
+        opened_at=iso_utc(n.opened_at),
     )
 
 
