@@ -23,6 +23,7 @@ from application.ports import (
     DeliveryMetrics,
     NoDeliveryMetrics,
     PushFailed,
+    PushMessage,
     PushResult,
     PushRetryLater,
     PushSender,
@@ -33,7 +34,7 @@ from application.ports import (
 )
 from domain.audit import AttemptOutcome, DeliveryAttempt
 from domain.devices import DeviceToken
-from domain.notifications import Notification
+from domain.notifications import Notification, SocketState
 
 log = logging.getLogger(__name__)
 RECORD_BATCH = 200  # outcomes written per transaction
@@ -50,6 +51,8 @@ class _Attempt:
     socket_task: asyncio.Task[int] | None = None
     push_task: asyncio.Task[list[PushResult]] | None = None
     retry_after: timedelta | None = None
+    next_in: timedelta | None = None  # when the next attempt is due, if not by the backoff (push fallback)
+    deferred_push: PushMessage | None = None  # PUSH_POLICY=fallback: the push waits for the socket's outcome
     dead_devices: dict[int, str] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)  # channel -> loop time its task ended
     trail: list[DeliveryAttempt] = field(default_factory=list)  # the audit records not yet handed over
@@ -136,12 +139,18 @@ class NotificationDelivery:
         """
         if not notifications:
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget.total_seconds() if budget is not None else None
         attempts = [self._start(n, list(devices.get(n.recipient_id, ()))) for n in notifications]
         tasks = [t for a in attempts for t in a.tasks()]
         if tasks:
-            await asyncio.wait(tasks, timeout=budget.total_seconds() if budget is not None else None)
+            await asyncio.wait(tasks, timeout=deadline - loop.time() if deadline is not None else None)
         for attempt in attempts:
             self._apply_finished(attempt)
+        if pushes := self._push_unless_on_screen(attempts):
+            await asyncio.wait(pushes, timeout=max(0.0, deadline - loop.time()) if deadline is not None else None)
+            for attempt in attempts:
+                self._apply_finished(attempt)
         self._submit(attempts)
         for attempt in attempts:
             if attempt.in_flight():
@@ -192,13 +201,35 @@ class NotificationDelivery:
                 n.push_skipped()
                 attempt.record("push", AttemptOutcome.SKIPPED, self._instance, "no_active_device")
                 self._metrics.channel_outcome("push", "skipped")
+            elif socket_pending and n.attempts <= 1 and self._policy.push_fallback is not None:
+                attempt.deferred_push = message  # first the socket (see _push_unless_on_screen)
             else:
-                send = self._push.send(message, devices)
-                attempt.push_task = attempt.watch(
-                    "push",
-                    self._track(asyncio.create_task(asyncio.wait_for(send, self._policy.push_timeout.total_seconds()))),
-                )
+                self._start_push(attempt, message)
         return attempt
+
+    def _push_unless_on_screen(self, attempts: Sequence[_Attempt]) -> list[asyncio.Task]:
+        """PUSH_POLICY=fallback, after the socket's try: a socket took it, so the push waits ``push_fallback``
+        for the app's ack (the dispatcher sends it then, unless acknowledged: acknowledged notifications are
+        never due); no socket took it, so the push goes now."""
+        started = []
+        for attempt in attempts:
+            message, attempt.deferred_push = attempt.deferred_push, None
+            if message is None:
+                continue
+            if attempt.notification.socket_state is SocketState.SENT and self._policy.push_fallback is not None:
+                attempt.next_in = self._policy.push_fallback
+                self._metrics.channel_outcome("push", "deferred")
+                continue
+            started.append(self._start_push(attempt, message))
+        return started
+
+    def _start_push(self, attempt: _Attempt, message: PushMessage) -> asyncio.Task:
+        send = self._push.send(message, attempt.devices)
+        attempt.push_task = attempt.watch(
+            "push",
+            self._track(asyncio.create_task(asyncio.wait_for(send, self._policy.push_timeout.total_seconds()))),
+        )
+        return attempt.push_task
 
     def _track(self, task: asyncio.Task) -> asyncio.Task:
         self._background.add(task)
@@ -299,7 +330,8 @@ class NotificationDelivery:
             n = attempt.notification
             if not attempt.in_flight():
                 # Still in flight: keep the lease as next_attempt_at until the background task records it.
-                n.schedule(now + self._policy.retry_delay(n.attempts, attempt.retry_after), self._policy.max_attempts)
+                delay = attempt.next_in or self._policy.retry_delay(n.attempts, attempt.retry_after)
+                n.schedule(now + delay, self._policy.max_attempts)
             self._unrecorded.append((replace(n), dict(attempt.dead_devices), attempt.trail))
             attempt.dead_devices.clear()
             attempt.trail = []

@@ -23,6 +23,9 @@ class DeliveryPolicy:
     replay_window: timedelta = timedelta(hours=24)
     replay_limit: int = 100
     claim_batch: int = 100
+    # PUSH_POLICY=fallback: when a socket took a notification, its push waits this long for the app's ack
+    # and is sent only without one. None (PUSH_POLICY=always): push and socket go out together.
+    push_fallback: timedelta | None = None
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
     def retry_delay(self, attempts: int, retry_after: timedelta | None = None) -> timedelta:

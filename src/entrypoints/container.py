@@ -138,6 +138,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         request_budget=settings.delivery_request_budget,
         push_timeout=settings.delivery_push_timeout,
         replay_window=settings.replay_window,
+        push_fallback=settings.push_fallback,
     )
 
 

@@ -95,6 +95,7 @@ class Settings:
     max_sockets_per_user: int
     shutdown_grace: float
     socket_admission: int
+    push_fallback: timedelta | None
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
     @property
@@ -193,6 +194,11 @@ class Settings:
             max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 5, minimum=1),
             shutdown_grace=read.number("SHUTDOWN_GRACE_SECONDS", 10.0),
             socket_admission=read.integer("SOCKET_ADMISSION_CONCURRENCY", 64, minimum=1),
+            push_fallback=(
+                timedelta(milliseconds=read.number("PUSH_FALLBACK_MS", 1500.0))
+                if read.choice("PUSH_POLICY", "always", ("always", "fallback")) == "fallback"
+                else None
+            ),
             data_dir_is_default=not read.text("WORKCAST_DATA_DIR", ""),
         )
         settings.check()

@@ -179,3 +179,34 @@ async def test_a_crash_after_commit_loses_nothing(fcm, tmp_path):
         async with open_socket(server, "/ws/work/provider/", provider.token) as app:
             offer = await app.receive()
             assert offer["type"] == "work_assigned" and offer["work_id"] == work_id
+
+
+async def test_push_policy_fallback_pushes_only_what_no_app_acknowledged(fcm, tmp_path):
+    env = fcm_env(fcm, tmp_path) | {"PUSH_POLICY": "fallback", "PUSH_FALLBACK_MS": "800"}
+    with running_server(env) as server:
+        admin = Admin(server.settings)
+        try:
+            seeker, on_screen, ignoring = await admin.seeker(), await admin.provider(), await admin.provider()
+        finally:
+            await close(admin.container)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=20) as http:
+            for provider in (on_screen, ignoring):
+                token = f"fallback-{provider.id}"
+                await http.post("/api/1/profiles/fcm-token/", json={"fcm_token": token}, headers=provider.headers)
+            async with (
+                open_socket(server, "/ws/work/provider/", on_screen.token) as app,
+                open_socket(server, "/ws/work/provider/", ignoring.token) as other,
+            ):
+                for provider, socket in ((on_screen, app), (ignoring, other)):
+                    r = await http.post(
+                        "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+                    )
+                    assert (r.json()["data"]["websocket_sent"], r.json()["data"]["fcm_sent"]) == (True, False)
+                    offer = await socket.receive()
+                    if provider is on_screen:
+                        await socket.send({"type": "ack", "notification_id": offer["notification_id"]})
+                        assert (await socket.receive())["type"] == "acked"
+                # The one that did not ack gets its push once the wait is over; the other never does.
+                await until(lambda: fcm.messages_to(f"fallback-{ignoring.id}"), within=20)
+                await asyncio.sleep(1.0)
+                assert fcm.messages_to(f"fallback-{on_screen.id}") == []
