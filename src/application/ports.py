@@ -118,6 +118,10 @@ class WorkOrderRepository(Protocol):
     async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
         """How many of the seeker's orders are pending and not yet expired at ``now``, counting at most ``up_to``."""
 
+    async def delete_closed_before(self, cutoff: datetime, limit: int) -> int:
+        """Forget at most ``limit`` orders closed (rejected, cancelled, expired, completed) before ``cutoff``, with
+        their notifications and attempts; returns how many orders."""
+
 
 @dataclass(frozen=True)
 class DeliveryStats:
@@ -181,6 +185,9 @@ class NotificationRepository(Protocol):
 
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
         """Counts by derived delivery status and by channel state, and the most frequent push errors."""
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        """Forget at most ``limit`` notifications created before ``cutoff`` (oldest first), with their attempts."""
 
     async def list_for_work(self, work_id: int, limit: int) -> list[Notification]:
         """The notifications about one work order, oldest first."""

@@ -43,6 +43,10 @@ class WorkStatus(enum.StrEnum):
     COMPLETED = "completed"
 
 
+# An order in one of these has ended: nothing will change it again (retention may forget it).
+CLOSED_STATUSES = frozenset({WorkStatus.REJECTED, WorkStatus.CANCELLED, WorkStatus.EXPIRED, WorkStatus.COMPLETED})
+
+
 ALLOWED_TRANSITIONS: dict[WorkStatus, frozenset[WorkStatus]] = {
     WorkStatus.PENDING: frozenset({WorkStatus.ACCEPTED, WorkStatus.REJECTED, WorkStatus.CANCELLED, WorkStatus.EXPIRED}),
     WorkStatus.ACCEPTED: frozenset({WorkStatus.COMPLETED, WorkStatus.CANCELLED}),

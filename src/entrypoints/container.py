@@ -54,7 +54,7 @@ from application.use_cases.replay_undelivered import ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from application.use_cases.retry_notification_now import RetryNotificationNow
 from application.use_cases.set_provider_availability import SetProviderAvailability
-from application.use_cases.sweep_audit_trail import SweepAuditTrail
+from application.use_cases.sweep_old_records import Retention, SweepOldRecords
 from application.use_cases.unregister_device import UnregisterDevice
 from entrypoints.auth import TokenService, pick_verifier
 from entrypoints.dispatcher import Dispatcher
@@ -161,6 +161,12 @@ class Container(containers.DeclarativeContainer):
         max_pending_per_seeker=settings.provided.max_pending_orders,
     )
     metrics = providers.Singleton(PrometheusMetrics)
+    retention = providers.Singleton(
+        Retention,
+        attempts=settings.provided.audit_retention,
+        notifications=settings.provided.notification_retention,
+        work_orders=settings.provided.work_order_retention,
+    )
     rate_limiter = providers.Singleton(pick_rate_limiter, settings)
     socket_registry = providers.Singleton(pick_socket_registry, settings)
     request_limits = providers.Singleton(RequestLimits, rate_limiter, settings.provided.rate_limits, metrics)
@@ -197,7 +203,7 @@ class Container(containers.DeclarativeContainer):
         expire_overdue_work,
         settings.provided.dispatch_interval,
         delivery_policy.provided.claim_batch,
-        providers.Factory(SweepAuditTrail, unit_of_work.provider, clock, settings.provided.audit_retention),
+        providers.Factory(SweepOldRecords, unit_of_work.provider, clock, retention),
         providers.Factory(MeasureBacklog, unit_of_work.provider, clock),
         metrics,
     )
@@ -218,9 +224,7 @@ class Container(containers.DeclarativeContainer):
         ReplayUndelivered, unit_of_work.provider, clock, delivery_policy, settings.provided.instance_name
     )
     get_work_order_timeline = providers.Singleton(GetWorkOrderTimeline, unit_of_work.provider)
-    sweep_audit_trail = providers.Singleton(
-        SweepAuditTrail, unit_of_work.provider, clock, settings.provided.audit_retention
-    )
+    sweep_old_records = providers.Singleton(SweepOldRecords, unit_of_work.provider, clock, retention)
     retry_notification_now = providers.Singleton(
         RetryNotificationNow, unit_of_work.provider, delivery, clock, delivery_policy
     )

@@ -14,7 +14,7 @@ from application.errors import SchemaNotMigrated, StorageUnavailable
 from application.use_cases.dispatch_due_notifications import DispatchDueNotifications
 from application.use_cases.expire_overdue_work import ExpireOverdueWork
 from application.use_cases.measure_backlog import MeasureBacklog
-from application.use_cases.sweep_audit_trail import SweepAuditTrail
+from application.use_cases.sweep_old_records import SweepOldRecords
 from entrypoints.logs import OncePer
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class Dispatcher:
         expire: ExpireOverdueWork,
         interval: float,
         batch: int,
-        sweep: SweepAuditTrail | None = None,
+        sweep: SweepOldRecords | None = None,
         backlog: MeasureBacklog | None = None,
         metrics: PrometheusMetrics | None = None,
     ) -> None:

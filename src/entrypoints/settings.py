@@ -89,6 +89,8 @@ class Settings:
     socket_send_timeout: float
     instance_name: str
     audit_retention: timedelta
+    notification_retention: timedelta
+    work_order_retention: timedelta
     console_secret: str | None = field(repr=False)
     rate_limits: dict[str, Rate | None]
     max_pending_orders: int
@@ -181,6 +183,8 @@ class Settings:
             socket_send_timeout=read.number("SOCKET_SEND_TIMEOUT_SECONDS", 5.0),
             instance_name=(read.text("INSTANCE_NAME", "") or f"{socket.gethostname()}:{os.getpid()}")[:64],
             audit_retention=timedelta(days=read.number("AUDIT_RETENTION_DAYS", 30.0)),
+            notification_retention=timedelta(days=read.number("NOTIFICATION_RETENTION_DAYS", 30.0)),
+            work_order_retention=timedelta(days=read.number("WORK_ORDER_RETENTION_DAYS", 365.0)),
             console_secret=read.text("CONSOLE_SECRET", "") or None,
             rate_limits={
                 "assign": read.rate("RATE_LIMIT_ASSIGN", "10/1"),

@@ -99,3 +99,29 @@ async def test_operator_overviews(uow_factory):
     assert len(activity) == 1
     assert activity[0].minute == T0.replace(second=0, microsecond=0)
     assert (activity[0].created, activity[0].delivered, activity[0].failed) == (3, 1, 1)
+
+
+async def test_retention_forgets_old_notifications_and_closed_orders_with_what_hangs_on_them(uow_factory):
+    seeker, provider, order, (offer, later, unrelated) = await _order_with_notifications(uow_factory)
+    async with uow_factory() as uow:
+        await uow.attempts.add_many([attempt(offer, T0), attempt(later, T0)])
+        still_open = await uow.work_orders.add(new_order(seeker, provider, at=T0))
+        order.cancel(seeker.id, T0 + timedelta(minutes=1))
+        await uow.work_orders.save_transition(order, WorkStatus.PENDING)
+        await uow.commit()
+    async with uow_factory() as uow:
+        # Closed before the cutoff: the order goes, with both its notifications and their attempts.
+        assert await uow.work_orders.delete_closed_before(T0 + timedelta(minutes=2), limit=10) == 1
+        assert await uow.work_orders.delete_closed_before(T0 + timedelta(minutes=2), limit=10) == 0
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.work_orders.get(order.id) is None and await uow.work_orders.get(still_open.id) is not None
+        assert await uow.notifications.get_many([offer.id, later.id]) == []
+        assert await uow.attempts.for_notifications([offer.id, later.id]) == []
+        # Notifications by age: the unrelated one (created at T0) goes, its order stays.
+        assert await uow.notifications.delete_before(T0, limit=10) == 0
+        assert await uow.notifications.delete_before(T0 + timedelta(seconds=1), limit=10) == 1
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.notifications.get(unrelated.id) is None
+        assert await uow.work_orders.get(unrelated.work_id) is not None

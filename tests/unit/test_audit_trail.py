@@ -9,7 +9,7 @@ import pytest
 from application.ports import PushRetryLater, PushSent, PushTokenInvalid
 from application.use_cases.get_work_order_timeline import GetWorkOrderTimeline
 from application.use_cases.retry_notification_now import RetryNotificationNow
-from application.use_cases.sweep_audit_trail import SweepAuditTrail
+from application.use_cases.sweep_old_records import Retention, SweepOldRecords
 from domain.audit import AttemptOutcome
 from domain.errors import InvalidTransition, NotificationNotFound, WorkOrderNotFound
 from domain.notifications import DeliveryStatus, PushState
@@ -85,7 +85,8 @@ async def test_the_sweep_forgets_attempts_past_retention_only(world):
     old = len(await _attempts(world, first.notification_id))
     assert old == 2  # socket (not connected) + push (skipped: no device)
 
-    deleted = await SweepAuditTrail(world.uow, world.clock, timedelta(days=30)).execute()
+    keep = Retention(attempts=timedelta(days=30), notifications=timedelta(days=365))
+    deleted = await SweepOldRecords(world.uow, world.clock, keep).execute()
 
     assert deleted == old
     assert await _attempts(world, first.notification_id) == []

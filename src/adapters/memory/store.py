@@ -35,7 +35,7 @@ from domain.audit import DETAIL_MAX, DeliveryAttempt
 from domain.devices import DeviceToken
 from domain.notifications import DeliveryStatus, Notification, NotificationKind, PushState, SocketState
 from domain.profiles import Profile, Role
-from domain.work_orders import ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
+from domain.work_orders import CLOSED_STATUSES, ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
 
 
 @dataclass
@@ -251,6 +251,18 @@ class MemoryWorkOrderRepository(WorkOrderRepository):
             if order.seeker_id == user_id:
                 order.message, order.location = "", ERASED_PLACE
 
+    async def delete_closed_before(self, cutoff: datetime, limit: int) -> int:
+        old = sorted(
+            o.id or 0
+            for o in self._t.work_orders.values()
+            if o.status in CLOSED_STATUSES and o.closed_at is not None and o.closed_at < cutoff
+        )[:limit]
+        for order_id in old:
+            del self._t.work_orders[order_id]
+            for n in [n for n in self._t.notifications.values() if n.work_id == order_id]:
+                _forget_notification(self._t, n.id or 0)
+        return len(old)
+
     async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
         pending = [
             o
@@ -387,6 +399,12 @@ class MemoryNotificationRepository(NotificationRepository):
         ]
         return [_copy(n) for n in sorted(found, key=lambda n: n.id or 0, reverse=True)[:limit]]
 
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        old = sorted(i for i, n in self._t.notifications.items() if n.created_at < cutoff)[:limit]
+        for notification_id in old:
+            _forget_notification(self._t, notification_id)
+        return len(old)
+
     async def list_for_work(self, work_id: int, limit: int) -> list[Notification]:
         found = sorted((n for n in self._t.notifications.values() if n.work_id == work_id), key=lambda n: n.id or 0)
         return [_copy(n) for n in found[:limit]]
@@ -398,6 +416,13 @@ class MemoryNotificationRepository(NotificationRepository):
             if n.next_attempt_at is not None and n.next_attempt_at <= now
         ]
         return len(due), min(due, default=None)
+
+
+def _forget_notification(tables: MemoryTables, notification_id: int) -> None:
+    """A notification and its attempts (the SQL stores cascade)."""
+    tables.notifications.pop(notification_id, None)
+    for attempt_id in [i for i, a in tables.attempts.items() if a.notification_id == notification_id]:
+        del tables.attempts[attempt_id]
 
 
 class MemoryDeliveryAttemptRepository(DeliveryAttemptRepository):

@@ -46,7 +46,7 @@ from domain.devices import AddressKind, DeviceToken
 from domain.geo import GeoPoint
 from domain.notifications import Notification, NotificationKind, PushState, SocketState
 from domain.profiles import Profile, Role
-from domain.work_orders import ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
+from domain.work_orders import CLOSED_STATUSES, ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
 
 
 class _Repository:
@@ -438,6 +438,18 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
             query = query.with_for_update(skip_locked=True)
         return [row_to_order(row) for row in await self._c.execute(query)]
 
+    async def delete_closed_before(self, cutoff: datetime, limit: int) -> int:
+        closed = [s.value for s in CLOSED_STATUSES]
+        oldest = (
+            select(work_orders.c.id)
+            .where(work_orders.c.status.in_(closed), work_orders.c.closed_at < cutoff)
+            .order_by(work_orders.c.id)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        # Their notifications (and those's attempts) go with them: ON DELETE CASCADE on both engines.
+        return (await self._c.execute(delete(work_orders).where(work_orders.c.id.in_(oldest)))).rowcount
+
     async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
         pending = (
             select(literal_column("1"))
@@ -723,6 +735,17 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             query = query.where(notifications.c.id < before_id)
         rows = await self._c.execute(query.order_by(notifications.c.id.desc()).limit(limit))
         return [_notification(row) for row in rows]
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        # Oldest by id (ids grow with time), so the scan stops at the first young row.
+        oldest = (
+            select(notifications.c.id)
+            .where(notifications.c.created_at < cutoff)
+            .order_by(notifications.c.id)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        return (await self._c.execute(delete(notifications).where(notifications.c.id.in_(oldest)))).rowcount
 
     async def list_for_work(self, work_id: int, limit: int) -> list[Notification]:
         rows = await self._c.execute(
