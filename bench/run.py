@@ -324,6 +324,9 @@ def table(summary: dict[str, Any]) -> str:
         rows.append(
             ("fcm", "  the same with FCM_TRANSPORT=sdk, pushes/s", summary["fcm_sdk_transport"]["pushes_per_second"])
         )
+        plain = summary["fcm"]["plain_aiohttp_pushes_per_second"]
+        rows.append(("fcm", "  plain aiohttp, same requests, same fake, pushes/s", plain))
+        rows.append(("fcm", "  adapter / plain aiohttp (target >= 0.8)", summary["fcm"]["ratio_to_plain_aiohttp"]))
     width = max(len(r[1]) for r in rows)
     lines = [f"{'backend':<9} {'figure':<{width}}  value", "-" * (width + 22)]
     lines += [f"{b:<9} {name:<{width}}  {value}" for b, name, value in rows]
