@@ -210,3 +210,45 @@ async def test_push_policy_fallback_pushes_only_what_no_app_acknowledged(fcm, tm
                 await until(lambda: fcm.messages_to(f"fallback-{ignoring.id}"), within=20)
                 await asyncio.sleep(1.0)
                 assert fcm.messages_to(f"fallback-{on_screen.id}") == []
+
+
+async def test_a_crash_during_the_fallback_wait_loses_no_push(fcm, tmp_path):
+    """PUSH_POLICY=fallback: the socket took the offer, the push waits for an ack that never comes, and the
+    server is SIGKILLed during the wait: the restarted server sends the push."""
+    env = {
+        **fcm_env(fcm, tmp_path),
+        "PUSH_POLICY": "fallback",
+        "PUSH_FALLBACK_MS": "1500",
+        "DELIVERY_LEASE_SECONDS": "3",
+        "DELIVERY_PUSH_TIMEOUT_SECONDS": "2",
+    }
+    port = free_port()
+    settings = Settings.from_env({**BASE_ENV, **env})
+    await upgrade_async(database_settings(settings).url)
+    admin = Admin(settings)
+    try:
+        seeker, provider = await admin.seeker(), await admin.provider()
+    finally:
+        await close(admin.container)
+    base = f"http://127.0.0.1:{port}"
+    token = f"waiting-for-an-ack-{provider.id}"
+    from tests.e2e.conftest import Server
+
+    server = Server(base, base.replace("http", "ws"), None)  # type: ignore[arg-type]
+    with server_process(env, port, tmp_path / "first.log") as first:
+        async with httpx.AsyncClient(base_url=base) as http:
+            await http.post("/api/1/profiles/fcm-token/", json={"fcm_token": token}, headers=provider.headers)
+            async with open_socket(server, "/ws/work/provider/", provider.token) as app:
+                r = await http.post(
+                    "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+                )
+                assert (r.json()["data"]["websocket_sent"], r.json()["data"]["fcm_sent"]) == (True, False)
+                assert (await app.receive())["type"] == "work_assigned"
+                os.kill(first.pid, signal.SIGKILL)  # during the wait: no ack, no push yet
+                first.wait(5)
+    assert fcm.messages_to(token) == []
+
+    with server_process(env, port, tmp_path / "second.log"):
+        await until(lambda: fcm.messages_to(token), within=20)
+        (pushed,) = fcm.messages_to(token)
+        assert pushed["data"]["work_id"] == str(r.json()["data"]["work_order_id"])
