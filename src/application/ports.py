@@ -6,7 +6,7 @@ Adapters in ``adapters/<technology>/`` implement them; the composition root pick
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -133,6 +133,11 @@ class DeliveryStats:
     by_socket_state: Mapping[str, int]
     push_errors: Mapping[str, int]  # the most frequent push error reasons
     opened: int = 0  # of those, how many the user opened
+    # per kind: created, sent (a channel reached the user), delivered (acknowledged), opened
+    by_kind: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # seconds from creation to the ack and to the open: p50, p90, p99 and how many samples
+    time_to_ack: Mapping[str, float | None] = field(default_factory=dict)
+    time_to_open: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -184,7 +189,11 @@ class NotificationRepository(Protocol):
         """The user's notifications, newest first, ids below ``before_id``."""
 
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
-        """Counts by derived delivery status and by channel state, and the most frequent push errors."""
+        """Counts by derived delivery status, by channel state and by kind, and the most frequent push errors."""
+
+    async def response_times(self, since: datetime, limit: int) -> tuple[list[float], list[float]]:
+        """Seconds from creation to the ack, and to the open, of the most recent ``limit`` acknowledged
+        notifications created since ``since``."""
 
     async def delete_before(self, cutoff: datetime, limit: int) -> int:
         """Forget at most ``limit`` notifications created before ``cutoff`` (oldest first), with their attempts."""

@@ -205,5 +205,10 @@ async def test_the_app_reports_opened_notifications_over_http_and_socket(server,
     assert all(n["opened_at"] for n in listed["notifications"][:2])
     stats = (await http.get("/api/1/profiles/notifications/stats/", headers=operator.headers)).json()["data"]
     assert stats["opened"] >= 2
+    offers = stats["by_kind"]["work_assigned"]
+    assert offers["created"] >= offers["sent"] >= offers["delivered"] >= offers["opened"] >= 2
+    assert stats["time_to_open"]["samples"] >= 2 and stats["time_to_open"]["p50"] >= 0
+    assert stats["time_to_ack"]["samples"] >= stats["time_to_open"]["samples"]
+    assert stats["time_to_ack"]["p50"] <= stats["time_to_ack"]["p90"] <= stats["time_to_ack"]["p99"]
     metrics = (await http.get("/metrics")).text
     assert 'workcast_opens_total{channel="socket"}' in metrics and 'workcast_opens_total{channel="http"}' in metrics

@@ -359,3 +359,12 @@ async def test_notifications_are_private_to_their_recipient(world):
     world.clock.advance(timedelta(minutes=1))
     again = await world.acknowledge.execute(provider.id, assignment.notification_id)
     assert first.delivered_at == again.delivered_at
+
+
+def test_percentiles_take_the_nearest_rank():
+    from application.use_cases.get_delivery_stats import percentiles
+
+    assert percentiles([]) == {"p50": None, "p90": None, "p99": None, "samples": 0}
+    found = percentiles([float(i) for i in range(1, 101)])
+    assert (found["p50"], found["p90"], found["p99"], found["samples"]) == (50.0, 90.0, 99.0, 100)
+    assert percentiles([3.0])["p99"] == 3.0

@@ -382,7 +382,15 @@ class MemoryNotificationRepository(NotificationRepository):
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
         recent = [n for n in self._t.notifications.values() if n.created_at >= since]
         errors = Counter(n.push_error for n in recent if n.push_error)
+        by_kind: dict[str, dict[str, int]] = {}
+        for n in recent:
+            funnel = by_kind.setdefault(n.kind.value, {"created": 0, "sent": 0, "delivered": 0, "opened": 0})
+            funnel["created"] += 1
+            funnel["sent"] += n.delivery_status.value in ("sent", "delivered")
+            funnel["delivered"] += n.delivered_at is not None
+            funnel["opened"] += n.opened_at is not None
         return DeliveryStats(
+            by_kind=by_kind,
             opened=sum(n.opened_at is not None for n in recent),
             total=len(recent),
             by_delivery_status=dict(Counter(n.delivery_status.value for n in recent)),
@@ -390,6 +398,15 @@ class MemoryNotificationRepository(NotificationRepository):
             by_socket_state=dict(Counter(n.socket_state.value for n in recent)),
             push_errors=dict(errors.most_common(top_errors)),
         )
+
+    async def response_times(self, since: datetime, limit: int) -> tuple[list[float], list[float]]:
+        acked = sorted(
+            (n for n in self._t.notifications.values() if n.created_at >= since and n.delivered_at is not None),
+            key=lambda n: -(n.id or 0),
+        )[:limit]
+        to_ack = [max(0.0, (n.delivered_at - n.created_at).total_seconds()) for n in acked]  # type: ignore[operator]
+        to_open = [max(0.0, (n.opened_at - n.created_at).total_seconds()) for n in acked if n.opened_at is not None]
+        return to_ack, to_open
 
     async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
         found = [

@@ -720,7 +720,28 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
 
         by_status = await counts(DELIVERY_STATUS.label("delivery_status"))
         opened = (await self._c.execute(select(func.count(notifications.c.opened_at)).where(recent))).scalar_one()
+        reached = or_(
+            notifications.c.push_state == "sent",
+            notifications.c.socket_state == "sent",
+            notifications.c.delivered_at.is_not(None),
+        )
+        kinds = await self._c.execute(
+            select(
+                notifications.c.kind,
+                func.count(),
+                func.sum(case((reached, 1), else_=0)),
+                func.count(notifications.c.delivered_at),
+                func.count(notifications.c.opened_at),
+            )
+            .where(recent)
+            .group_by(notifications.c.kind)
+        )
+        by_kind = {
+            kind: {"created": created, "sent": int(sent or 0), "delivered": delivered, "opened": opened_count}
+            for kind, created, sent, delivered, opened_count in kinds.all()
+        }
         return DeliveryStats(
+            by_kind=by_kind,
             opened=opened,
             total=sum(by_status.values()),
             by_delivery_status=by_status,
@@ -728,6 +749,15 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             by_socket_state=await counts(notifications.c.socket_state),
             push_errors=await counts(notifications.c.push_error, top_errors),
         )
+
+    async def response_times(self, since: datetime, limit: int) -> tuple[list[float], list[float]]:
+        rows = await self._c.execute(
+            select(notifications.c.created_at, notifications.c.delivered_at, notifications.c.opened_at)
+            .where(notifications.c.created_at >= since, notifications.c.delivered_at.is_not(None))
+            .order_by(notifications.c.id.desc())
+            .limit(limit)
+        )
+        return _response_times(rows.all())
 
     async def list_for_user(self, user_id: int, limit: int, before_id: int | None) -> list[Notification]:
         query = select(notifications).where(notifications.c.recipient_id == user_id)
@@ -764,3 +794,9 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
         return count, oldest
+
+
+def _response_times(rows) -> tuple[list[float], list[float]]:
+    to_ack = [max(0.0, (delivered - created).total_seconds()) for created, delivered, _ in rows]
+    to_open = [max(0.0, (opened - created).total_seconds()) for created, _, opened in rows if opened is not None]
+    return to_ack, to_open

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from datetime import timedelta
 
 from application.ports import Clock, DeliveryStats, UnitOfWorkFactory
@@ -9,6 +11,7 @@ from domain.profiles import Role
 
 MAX_WINDOW = timedelta(days=31)
 TOP_ERRORS = 20
+RESPONSE_SAMPLES = 10_000  # the most recent acknowledged notifications the percentiles are taken over
 
 
 class GetDeliveryStats:
@@ -25,4 +28,17 @@ class GetDeliveryStats:
             caller = await caller_profile(uow, user_id)
             if caller.role is not Role.OPERATOR:
                 raise NotAnOperator("delivery statistics are for operators")
-            return await uow.notifications.delivery_stats(self._clock.now() - window, TOP_ERRORS)
+            since = self._clock.now() - window
+            stats = await uow.notifications.delivery_stats(since, TOP_ERRORS)
+            to_ack, to_open = await uow.notifications.response_times(since, RESPONSE_SAMPLES)
+        return replace(stats, time_to_ack=percentiles(to_ack), time_to_open=percentiles(to_open))
+
+
+def percentiles(samples: list[float]) -> dict[str, float | None]:
+    """p50, p90 and p99 (nearest rank) of the samples, and how many there were."""
+    ordered = sorted(samples)
+
+    def rank(q: float) -> float | None:
+        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3) if ordered else None
+
+    return {"p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99), "samples": len(ordered)}

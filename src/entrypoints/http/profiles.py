@@ -322,6 +322,9 @@ class ProfilesController(Controller):
                 by_socket_state=dict(stats.by_socket_state),
                 push_errors=dict(stats.push_errors),
                 opened=stats.opened,
+                by_kind={kind: dict(funnel) for kind, funnel in stats.by_kind.items()},
+                time_to_ack=dict(stats.time_to_ack),
+                time_to_open=dict(stats.time_to_open),
             ),
         )
 
