@@ -4,6 +4,7 @@ One instance on PostgreSQL + Redis with the default limits. For each flood, a we
 latency is measured before (baseline) and during it, in the same run:
 - one seeker posts 2,000 assign-work requests 50 at a time; another seeker assigns one at a time;
 - a socket sends pings as fast as it can for 20 s, reconnecting when closed; another pings ten times a second;
+- 2,000 apps connect at once, 100 at a time (a reconnect storm);
 - one user opens 50 sockets.
 Prints one JSON summary (p50/p99 in ms, what the flooder got).
 """
@@ -130,6 +131,30 @@ async def flood_pings(ws_base: str, token: str, seconds: float = 20.0) -> dict:
             "close_codes": dict(codes)}  # fmt: skip
 
 
+async def connect_burst(ws_base: str, tokens: list[str], at_once: int = 100) -> dict:
+    """Thousands of apps connecting at once (an instance came back, a network recovered), 100 at a time."""
+    opened, failed, sockets = 0, 0, []
+
+    async def one(token: str) -> None:
+        nonlocal opened, failed
+        try:
+            socket = await connect(f"{ws_base}/ws/work/provider/?token={token}", open_timeout=60)
+            while json.loads(await socket.recv())["type"] != "replay_complete":
+                pass
+            sockets.append(socket)
+            opened += 1
+        except (OSError, ConnectionClosed, TimeoutError):
+            failed += 1
+
+    began = time.perf_counter()
+    for start in range(0, len(tokens), at_once):
+        await asyncio.gather(*(one(t) for t in tokens[start : start + at_once]))
+    seconds = time.perf_counter() - began
+    for socket in sockets:
+        await socket.close()
+    return {"connected": opened, "failed": failed, "seconds": round(seconds, 1)}
+
+
 def _child(flood, args, results) -> None:
     results.put(asyncio.run(flood(*args)))
 
@@ -178,6 +203,13 @@ async def run(port: int, providers, seekers) -> dict:
         result["ping_victim_during_flood"] = percentiles(during)
         result["ping_flooder"] = await flood
 
+        log("a burst of 2,000 connects, 100 at a time, from 2,000 providers (own process)")
+        tokens = [p["token"] for p in providers[5:]]
+        flood = asyncio.create_task(in_process(connect_burst, ws_base, tokens))
+        await asyncio.sleep(1.0)
+        result["ping_victim_during_connect_burst"] = percentiles(await measure_during(victim_ping, flood))
+        result["connect_burst"] = await flood
+
         log("one user opens 50 sockets")
         sockets, closed_codes = [], Counter()
         for _ in range(50):
@@ -205,7 +237,7 @@ def main() -> None:
             "REDIS_URL": redis.url,
             "AUTO_MIGRATE": "true",
         }
-        providers, seekers = asyncio.run(seed_users(env, 5, 2))
+        providers, seekers = asyncio.run(seed_users(env, 5 + 2000, 2))
         with bench_server(env, "wsproto") as (port, _):
             result = asyncio.run(run(port, providers, seekers))
     print(json.dumps(result, indent=2))
