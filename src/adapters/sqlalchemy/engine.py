@@ -84,10 +84,16 @@ def _sqlite_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        # The busy timeout first: a new connection (another process, the CLI, a test's) met "database is
+        # locked" at once while the server held the writer (seen once in CI).
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.connect_timeout * 1000)}")
+        # WAL (readers do not block the writer) is a property of the file: set once, only when it is not yet,
+        # since setting it writes to the file (and needs the writer's lock).
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(settings.connect_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
