@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, insert, select
 
+from adapters.sqlalchemy.batches import delete_oldest
 from adapters.sqlalchemy.driver import execute_many
 from adapters.sqlalchemy.tables import delivery_attempts
 from adapters.sqlalchemy.types import UtcDateTime
@@ -67,14 +68,7 @@ class SqlAlchemyDeliveryAttemptRepository(DeliveryAttemptRepository):
         ]
 
     async def delete_before(self, cutoff: datetime, limit: int) -> int:
-        # Oldest first by the index on ``at``, a bounded batch per statement: a big backlog never holds
-        # a long lock or a huge transaction.
-        oldest = (
-            select(delivery_attempts.c.id)
-            .where(delivery_attempts.c.at < cutoff)
-            .order_by(delivery_attempts.c.at)
-            .limit(limit)
-            .scalar_subquery()
+        # Oldest first by the index on ``at``.
+        return await delete_oldest(
+            self._c, delivery_attempts, delivery_attempts.c.at < cutoff, delivery_attempts.c.at, limit
         )
-        result = await self._c.execute(delete(delivery_attempts).where(delivery_attempts.c.id.in_(oldest)))
-        return result.rowcount

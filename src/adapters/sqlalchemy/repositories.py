@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sqlalchemy.batches import delete_oldest
 from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
 from adapters.sqlalchemy.types import UtcDateTime
@@ -439,16 +440,9 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
         return [row_to_order(row) for row in await self._c.execute(query)]
 
     async def delete_closed_before(self, cutoff: datetime, limit: int) -> int:
-        closed = [s.value for s in CLOSED_STATUSES]
-        oldest = (
-            select(work_orders.c.id)
-            .where(work_orders.c.status.in_(closed), work_orders.c.closed_at < cutoff)
-            .order_by(work_orders.c.id)
-            .limit(limit)
-            .scalar_subquery()
-        )
+        closed = and_(work_orders.c.status.in_([s.value for s in CLOSED_STATUSES]), work_orders.c.closed_at < cutoff)
         # Their notifications (and those's attempts) go with them: ON DELETE CASCADE on both engines.
-        return (await self._c.execute(delete(work_orders).where(work_orders.c.id.in_(oldest)))).rowcount
+        return await delete_oldest(self._c, work_orders, closed, work_orders.c.id, limit)
 
     async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
         pending = (
@@ -768,14 +762,9 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
 
     async def delete_before(self, cutoff: datetime, limit: int) -> int:
         # Oldest by id (ids grow with time), so the scan stops at the first young row.
-        oldest = (
-            select(notifications.c.id)
-            .where(notifications.c.created_at < cutoff)
-            .order_by(notifications.c.id)
-            .limit(limit)
-            .scalar_subquery()
+        return await delete_oldest(
+            self._c, notifications, notifications.c.created_at < cutoff, notifications.c.id, limit
         )
-        return (await self._c.execute(delete(notifications).where(notifications.c.id.in_(oldest)))).rowcount
 
     async def list_for_work(self, work_id: int, limit: int) -> list[Notification]:
         rows = await self._c.execute(
