@@ -13,18 +13,11 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from domain.audit import DeliveryAttempt
 from domain.devices import DeviceToken
+from domain.geo import GeoPoint
 from domain.limits import Rate
 from domain.notifications import Notification
 from domain.profiles import Profile, Role
 from domain.work_orders import WorkOrder, WorkStatus
-
-
-@dataclass(frozen=True)
-class BoundingBox:
-    min_lat: float
-    max_lat: float
-    min_lon: float
-    max_lon: float
 
 
 @runtime_checkable
@@ -62,8 +55,31 @@ class ProfileRepository(Protocol):
     async def save(self, profile: Profile) -> None:
         """Store everything about an existing profile (role, name, mobile, availability, location, identity)."""
 
-    async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
-        """Active providers, lowest id first; with ``within``, only those whose location is in the box."""
+    async def list_active_providers(self, limit: int) -> list[Profile]:
+        """Active providers, lowest id first."""
+
+
+# --- nearby ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NearbyProvider:
+    profile: Profile
+    distance_km: float  # great-circle (haversine, domain.geo)
+
+
+@runtime_checkable
+class NearbyProviders(Protocol):
+    """The spatial index over active providers' positions (adapters/geo)."""
+
+    async def nearest(self, near: GeoPoint, limit: int, within_km: float | None = None) -> list[NearbyProvider]:
+        """Active providers with a location, nearest first by great-circle distance (equal distances: lowest
+        id first), at most ``limit``; with ``within_km``, only those at most that far. Exact, whatever the
+        number of providers: the store answers from its index, never by reading every candidate."""
+
+    async def move_many(self, positions: Mapping[int, GeoPoint], at: datetime) -> int:
+        """Set the location of these providers (live location, one statement for the batch); returns how many
+        provider profiles were updated (ids of other roles or erased profiles are skipped)."""
 
 
 @runtime_checkable
@@ -281,6 +297,7 @@ class UnitOfWork(Protocol):
     attempts: DeliveryAttemptRepository
     operator: OperatorQueries
     idempotency: IdempotencyRepository
+    nearby: NearbyProviders
 
     async def __aenter__(self) -> Self: ...
 

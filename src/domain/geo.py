@@ -32,23 +32,17 @@ class GeoPoint:
         h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
         return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
-    def bounding_box(self, radius_km: float) -> tuple[float, float, float, float]:
-        """(min_lat, max_lat, min_lon, max_lon) that contains every point within ``radius_km``.
+    def unit_vector(self) -> tuple[float, float, float]:
+        """The point on the unit sphere in Earth-centred coordinates.
 
-        Lets a store pre-filter with plain comparisons before the exact haversine check.
-        Near the poles or across the antimeridian the longitude range widens to the full circle.
+        The straight-line (chord) distance between two such vectors grows with the great-circle distance,
+        so a spatial index over them orders by true distance: nearest-first is exact, not approximate.
         """
-        angular = radius_km / EARTH_RADIUS_KM
-        delta_lat = math.degrees(angular)
-        min_lat, max_lat = self.latitude - delta_lat, self.latitude + delta_lat
-        whole_circle = (max(min_lat, -90.0), min(max_lat, 90.0), -180.0, 180.0)
-        if min_lat <= -90 or max_lat >= 90 or angular >= math.pi / 2:
-            return whole_circle
-        ratio = math.sin(angular) / math.cos(math.radians(self.latitude))
-        if ratio >= 1:
-            return whole_circle
-        delta_lon = math.degrees(math.asin(ratio))
-        min_lon, max_lon = self.longitude - delta_lon, self.longitude + delta_lon
-        if min_lon < -180 or max_lon > 180:
-            return whole_circle
-        return min_lat, max_lat, min_lon, max_lon
+        lat, lon = math.radians(self.latitude), math.radians(self.longitude)
+        return math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat)
+
+
+def chord_for_km(distance_km: float) -> float:
+    """The unit-sphere chord that spans ``distance_km`` along the surface (the inverse of the haversine)."""
+    angle = min(distance_km / EARTH_RADIUS_KM, math.pi)
+    return 2 * math.sin(angle / 2)

@@ -191,7 +191,13 @@ async def _migrate_now(settings: Settings) -> None:
 
 
 async def _migrate(container, settings: Settings, args: argparse.Namespace) -> int:
-    await _migrate_now(settings)
+    from adapters.sqlalchemy.migrate import MigrationBlocked
+
+    try:
+        await _migrate_now(settings)
+    except MigrationBlocked as blocked:
+        print(f"workcast: {blocked}", file=sys.stderr)
+        return 2
     print("database schema is up to date", file=sys.stderr)
     return 0
 

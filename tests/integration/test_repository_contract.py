@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from application.ports import BoundingBox
 from domain.devices import AddressKind, DeviceToken
 from domain.geo import GeoPoint
 from domain.notifications import Notification, NotificationKind, PushState, SocketState
@@ -77,14 +76,14 @@ async def test_profiles_round_trip_and_commit_or_roll_back_as_one(uow_factory):
         assert (await uow.profiles.get(provider.id)).location_updated_at == T0
 
 
-async def test_active_providers_filtered_by_box(uow_factory):
+async def test_active_providers_listed_and_found_near_a_point(uow_factory):
     _, providers = await add_people(uow_factory, providers=4)
     async with uow_factory() as uow:
-        everyone = await uow.profiles.list_active_providers(None, 10)
+        everyone = await uow.profiles.list_active_providers(10)
         assert [p.id for p in everyone] == [p.id for p in providers]
-        boxed = await uow.profiles.list_active_providers(BoundingBox(12.5, 14.5, 66, 68), 10)
-        assert [p.name for p in boxed] == ["P1", "P2"]
-        assert len(await uow.profiles.list_active_providers(None, 2)) == 2
+        near = await uow.nearby.nearest(GeoPoint(13.6, 67), 10, within_km=150)
+        assert [n.profile.name for n in near] == ["P2", "P1"]
+        assert len(await uow.profiles.list_active_providers(2)) == 2
 
 
 async def test_devices_register_list_and_invalidate(uow_factory):

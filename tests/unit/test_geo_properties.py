@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.errors import InvalidLocation
-from domain.geo import EARTH_RADIUS_KM, GeoPoint
+from domain.geo import EARTH_RADIUS_KM, GeoPoint, chord_for_km
 
 latitudes = st.floats(-90, 90)
 longitudes = st.floats(-180, 180)
@@ -56,13 +56,23 @@ def destination(start: GeoPoint, bearing_deg: float, distance_km: float) -> GeoP
     return GeoPoint(max(-90.0, min(90.0, math.degrees(lat2))), lon)
 
 
-@given(points, st.floats(0, 360), st.floats(0, 1), st.floats(0.01, 5000))
-def test_the_bounding_box_contains_every_point_within_the_radius(centre, bearing, fraction, radius):
-    other = destination(centre, bearing, radius * fraction * 0.999)
-    assume(centre.distance_km(other) <= radius)
-    min_lat, max_lat, min_lon, max_lon = centre.bounding_box(radius)
-    assert min_lat - 1e-9 <= other.latitude <= max_lat + 1e-9
-    assert min_lon - 1e-9 <= other.longitude <= max_lon + 1e-9
+def chord(a: GeoPoint, b: GeoPoint) -> float:
+    return math.dist(a.unit_vector(), b.unit_vector())
+
+
+@given(points, points, points)
+def test_the_chord_orders_points_as_the_great_circle_does(centre, a, b):
+    """What makes the spatial index exact: nearer by chord is nearer along the surface."""
+    by_surface = centre.distance_km(a) - centre.distance_km(b)
+    by_chord = chord(centre, a) - chord(centre, b)
+    if abs(by_surface) > 1e-6:
+        assert (by_surface > 0) == (by_chord > 0)
+
+
+@given(points, st.floats(0, 360), st.floats(0.001, 20_000))
+def test_the_chord_for_a_distance_is_the_chord_of_a_point_that_far(centre, bearing, distance):
+    other = destination(centre, bearing, distance)
+    assert chord_for_km(centre.distance_km(other)) == pytest.approx(chord(centre, other), abs=1e-9)
 
 
 def test_booleans_and_strings_are_not_coordinates():

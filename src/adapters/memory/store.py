@@ -16,9 +16,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
+from adapters.geo.memory import MemoryNearbyProviders
 from application.errors import DuplicateExternalId
 from application.ports import (
-    BoundingBox,
     DeliveryAttemptRepository,
     DeliveryStats,
     DeviceTokenRepository,
@@ -141,25 +141,14 @@ class MemoryProfileRepository(ProfileRepository):
         assert profile.id in self._t.profiles
         self._t.profiles[profile.id] = _copy(profile)
 
-    async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
+    async def list_active_providers(self, limit: int) -> list[Profile]:
         found = []
         for p in sorted(self._t.profiles.values(), key=lambda p: p.id or 0):
-            if p.role is not Role.PROVIDER or not p.is_active_for_work:
-                continue
-            if within is not None and not _inside(p, within):
-                continue
-            found.append(_copy(p))
-            if len(found) == limit:
-                break
+            if p.role is Role.PROVIDER and p.is_active_for_work:
+                found.append(_copy(p))
+                if len(found) == limit:
+                    break
         return found
-
-
-def _inside(p: Profile, box: BoundingBox) -> bool:
-    return (
-        p.location is not None
-        and box.min_lat <= p.location.latitude <= box.max_lat
-        and box.min_lon <= p.location.longitude <= box.max_lon
-    )
 
 
 class MemoryDeviceTokenRepository(DeviceTokenRepository):
@@ -529,6 +518,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.attempts = MemoryDeliveryAttemptRepository(self._tables)
         self.operator = MemoryOperatorQueries(self._tables)
         self.idempotency = MemoryIdempotencyRepository(self._tables)
+        self.nearby = MemoryNearbyProviders(self._tables)
         return self
 
     async def __aexit__(
@@ -561,5 +551,6 @@ class MemoryUnitOfWork(UnitOfWork):
             self.attempts,
             self.operator,
             self.idempotency,
+            self.nearby,
         ):
             repo._t = self._tables  # type: ignore[attr-defined]

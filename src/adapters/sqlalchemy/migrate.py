@@ -19,6 +19,10 @@ from adapters.sqlalchemy.engine import normalize_url
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class MigrationBlocked(Exception):
+    """A migration needs something only the database's administrator can give; the message says what."""
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

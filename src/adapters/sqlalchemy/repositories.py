@@ -30,13 +30,13 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.geo.rows import position_columns
 from adapters.sqlalchemy.batches import delete_oldest
 from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
 from adapters.sqlalchemy.types import UtcDateTime
 from application.errors import DuplicateExternalId
 from application.ports import (
-    BoundingBox,
     DeliveryStats,
     DeviceTokenRepository,
     NotificationRepository,
@@ -86,7 +86,7 @@ def _per_dialect(build) -> dict[str, Any]:
 # --- profiles --------------------------------------------------------------------------------------
 
 
-def _profile(row: Row) -> Profile:
+def profile_from_row(row: Row) -> Profile:
     location = GeoPoint(row.latitude, row.longitude) if row.latitude is not None else None
     return Profile(
         id=row.id,
@@ -99,13 +99,6 @@ def _profile(row: Row) -> Profile:
         external_id=row.external_id,
         deleted_at=row.deleted_at,
     )
-
-
-def _location_columns(location: GeoPoint | None) -> dict[str, Any]:
-    return {
-        "latitude": location.latitude if location else None,
-        "longitude": location.longitude if location else None,
-    }
 
 
 # What a state change needs: the parties and their active devices, in one read.
@@ -134,7 +127,7 @@ def _profile_columns(profile: Profile) -> dict[str, Any]:
         "mobile": profile.mobile,
         "is_active_for_work": profile.is_active_for_work,
         "location_updated_at": profile.location_updated_at,
-        **_location_columns(profile.location),
+        **position_columns(profile.location),
     }
 
 
@@ -172,12 +165,12 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
     async def get(self, profile_id: int) -> Profile | None:
         query = select(profiles).where(profiles.c.id == profile_id, profiles.c.deleted_at.is_(None))
         row = (await self._c.execute(query)).first()
-        return _profile(row) if row else None
+        return profile_from_row(row) if row else None
 
     async def get_by_external_id(self, external_id: str) -> Profile | None:
         query = select(profiles).where(profiles.c.external_id == external_id, profiles.c.deleted_at.is_(None))
         row = (await self._c.execute(query)).first()
-        return _profile(row) if row else None
+        return profile_from_row(row) if row else None
 
     async def add_many(self, new: Sequence[Profile]) -> None:
         if not new:
@@ -201,7 +194,7 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
             return {}
         await self._plan_each_time()
         query = select(profiles).where(profiles.c.external_id.in_(list(external_ids)), profiles.c.deleted_at.is_(None))
-        return {row.external_id: _profile(row) for row in await self._c.execute(query)}
+        return {row.external_id: profile_from_row(row) for row in await self._c.execute(query)}
 
     async def has_open_orders(self, profile_id: int) -> bool:
         query = select(work_orders.c.id).where(
@@ -220,7 +213,7 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         rows = await fetch_all(self._c, PEOPLE_WITH_DEVICES[self._c.dialect.name], {"ids": list(profile_ids)})
         for row in rows:
             if row.id not in people:
-                people[row.id] = _profile(row)
+                people[row.id] = profile_from_row(row)
             if row.device_id is not None:
                 devices.setdefault(row.id, []).append(row_to_device(row, prefix="device_"))
         return people, devices
@@ -234,15 +227,10 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
     async def save(self, profile: Profile) -> None:
         await self._c.execute(update(profiles).where(profiles.c.id == profile.id).values(_saved_columns(profile)))
 
-    async def list_active_providers(self, within: BoundingBox | None, limit: int) -> list[Profile]:
+    async def list_active_providers(self, limit: int) -> list[Profile]:
         query = select(profiles).where(profiles.c.role == Role.PROVIDER.value, profiles.c.is_active_for_work)
-        if within is not None:
-            query = query.where(
-                profiles.c.latitude.between(within.min_lat, within.max_lat),
-                profiles.c.longitude.between(within.min_lon, within.max_lon),
-            )
         rows = await self._c.execute(query.order_by(profiles.c.id).limit(limit))
-        return [_profile(row) for row in rows]
+        return [profile_from_row(row) for row in rows]
 
 
 # --- devices ---------------------------------------------------------------------------------------

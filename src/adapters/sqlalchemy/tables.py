@@ -40,6 +40,10 @@ profiles = Table(
     Column("is_active_for_work", Boolean, nullable=False, server_default=text("false")),
     Column("latitude", Float),
     Column("longitude", Float),
+    # The location as a unit vector on the sphere, what the spatial index reads (adapters/geo).
+    Column("geo_x", Float),
+    Column("geo_y", Float),
+    Column("geo_z", Float),
     Column("location_updated_at", UtcDateTime),
     # The identity the app's tokens name (a Firebase uid, a Django user id, ...); NULL once erased.
     Column("external_id", String(128)),

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.geo import nearby_for
 from adapters.sqlalchemy.audit import SqlAlchemyDeliveryAttemptRepository
 from adapters.sqlalchemy.idempotency import SqlAlchemyIdempotencyRepository
 from adapters.sqlalchemy.operator_queries import SqlAlchemyOperatorQueries
@@ -53,16 +54,17 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             # Begin now, not at the first statement: some writes go to the driver directly (driver.py)
             # and must be inside the transaction (SQLite's BEGIN IMMEDIATE comes from this begin).
             await self._connection.begin()
+            self.profiles = SqlAlchemyProfileRepository(self._connection)
+            self.devices = SqlAlchemyDeviceTokenRepository(self._connection)
+            self.work_orders = SqlAlchemyWorkOrderRepository(self._connection)
+            self.notifications = SqlAlchemyNotificationRepository(self._connection)
+            self.attempts = SqlAlchemyDeliveryAttemptRepository(self._connection)
+            self.operator = SqlAlchemyOperatorQueries(self._connection)
+            self.idempotency = SqlAlchemyIdempotencyRepository(self._connection)
+            self.nearby = nearby_for(self._connection)
         except BaseException as error:
             await self.__aexit__(type(error), error, error.__traceback__)  # releases the connection
             raise
-        self.profiles = SqlAlchemyProfileRepository(self._connection)
-        self.devices = SqlAlchemyDeviceTokenRepository(self._connection)
-        self.work_orders = SqlAlchemyWorkOrderRepository(self._connection)
-        self.notifications = SqlAlchemyNotificationRepository(self._connection)
-        self.attempts = SqlAlchemyDeliveryAttemptRepository(self._connection)
-        self.operator = SqlAlchemyOperatorQueries(self._connection)
-        self.idempotency = SqlAlchemyIdempotencyRepository(self._connection)
         return self
 
     async def __aexit__(

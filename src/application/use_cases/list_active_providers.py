@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.errors import BrokerUnavailable
-from application.ports import BoundingBox, RealtimeBroker, UnitOfWorkFactory
+from application.ports import RealtimeBroker, UnitOfWorkFactory
 from application.use_cases._caller import caller_profile
 from domain.errors import InvalidInput
 from domain.geo import GeoPoint
@@ -21,7 +21,9 @@ class ActiveProvider:
 
 
 class ListActiveProviders:
-    """Providers accepting work; near a point, only those within the radius, nearest first."""
+    """Providers accepting work; near a point, nearest first (only those within the radius, if one is given).
+
+    The store answers from its spatial index (adapters/geo), exactly by great-circle distance."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory, broker: RealtimeBroker) -> None:
         self._uow_factory = uow_factory
@@ -40,17 +42,10 @@ class ListActiveProviders:
         async with self._uow_factory() as uow:
             await caller_profile(uow, caller_id)
             if near is None:
-                found = [(p, None) for p in await uow.profiles.list_active_providers(None, limit)]
+                found = [(p, None) for p in await uow.profiles.list_active_providers(limit)]
             else:
-                box = BoundingBox(*near.bounding_box(radius_km)) if radius_km is not None else None
-                # Within a box the store cannot sort by true distance, so read them all and sort here.
-                candidates = await uow.profiles.list_active_providers(box, 100_000)
-        if near is not None:
-            located = [(p, near.distance_km(p.location)) for p in candidates if p.location is not None]
-            found = sorted(
-                ((p, d) for p, d in located if radius_km is None or d <= radius_km),
-                key=lambda pair: (pair[1], pair[0].id),
-            )[:limit]
+                nearest = await uow.nearby.nearest(near, limit, radius_km)
+                found = [(n.profile, n.distance_km) for n in nearest]
         online = await self._online({p.id for p, _ in found if p.id is not None})
         return [ActiveProvider(p, d, None if online is None else p.id in online) for p, d in found]
 
