@@ -132,7 +132,7 @@ def measure(port: int, token: str, requests: int, rng: random.Random, radius: fl
             assert answer.status_code == 200, answer.text
             if i >= 20:  # the first ones warm the caches and the connection pool
                 latencies.append(elapsed)
-                found.append(len(answer.json()["data"]))
+                found.append(answer.json()["data"]["count"])
     latencies.sort()
     return {
         "p50_ms": round(statistics.median(latencies), 2),
