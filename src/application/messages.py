@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from application.ports import PushMessage
-from domain.events import Event, WorkAnswered, WorkAssigned, WorkCancelled, WorkCompleted, WorkExpired
+from domain.events import (
+    Event,
+    WorkAnswered,
+    WorkAssigned,
+    WorkCancelled,
+    WorkCompleted,
+    WorkExpired,
+    WorkOffered,
+    WorkTaken,
+)
 from domain.notifications import Notification, NotificationKind
 from domain.profiles import Profile
 from domain.work_orders import WorkOrder
@@ -27,12 +36,17 @@ def parse_iso_utc(text: str) -> datetime:
 
 
 def notifications_for(
-    event: Event, order: WorkOrder, seeker: Profile, provider: Profile, now: datetime
+    event: Event, order: WorkOrder, seeker: Profile, provider: Profile | None, now: datetime
 ) -> list[Notification]:
-    """The notifications a domain event causes: who must hear about it and what they see."""
+    """The notifications a domain event causes: who must hear about it and what they see.
+
+    ``provider`` is the event's provider: for a broadcast, the one offered, told it was taken, or None
+    when the event is the seeker's alone."""
     order_fields = {"work_id": order.id, "service_type": order.service_type, "status": order.status.value}
     match event:
-        case WorkAssigned():
+        case WorkAssigned() | WorkOffered():
+            assert provider is not None
+            broadcast = {"offered_to": len(order.offers)} if isinstance(event, WorkOffered) else {}
             payload = {
                 **order_fields,
                 "seeker_id": seeker.id,
@@ -44,9 +58,15 @@ def notifications_for(
                 "longitude": order.location.longitude,
                 "created_at": iso_utc(order.created_at),
                 "expires_at": iso_utc(order.expires_at),
+                **broadcast,
             }
             return [_new(provider, NotificationKind.WORK_ASSIGNED, order, payload, now)]
+        case WorkTaken():
+            assert provider is not None
+            payload = {**order_fields, "taken_at": iso_utc(order.responded_at or now)}
+            return [_new(provider, NotificationKind.WORK_TAKEN, order, payload, now)]
         case WorkAnswered(accepted=accepted):
+            assert provider is not None
             payload = {
                 **order_fields,
                 "accepted": accepted,
@@ -58,9 +78,11 @@ def notifications_for(
             kind = NotificationKind.WORK_ACCEPTED if accepted else NotificationKind.WORK_REJECTED
             return [_new(seeker, kind, order, payload, now)]
         case WorkCancelled():
+            assert provider is not None
             payload = {**order_fields, "seeker_id": seeker.id, "seeker_name": seeker.name, "cancelled_at": iso_utc(now)}
             return [_new(provider, NotificationKind.WORK_CANCELLED, order, payload, now)]
         case WorkCompleted():
+            assert provider is not None
             payload = {
                 **order_fields,
                 "provider_id": provider.id,
@@ -68,18 +90,17 @@ def notifications_for(
                 "completed_at": iso_utc(order.closed_at or now),
             }
             return [_new(seeker, NotificationKind.WORK_COMPLETED, order, payload, now)]
-        case WorkExpired():
+        case WorkExpired(tell_seeker=tell_seeker):
             # Both hear of it: the seeker to look for someone else, the provider to drop the stale offer.
             payload = {
                 **order_fields,
-                "provider_id": provider.id,
-                "provider_name": provider.name,
+                "provider_id": provider.id if provider else None,
+                "provider_name": provider.name if provider else None,
                 "expired_at": iso_utc(now),
             }
-            return [
-                _new(seeker, NotificationKind.WORK_EXPIRED, order, payload, now),
-                _new(provider, NotificationKind.WORK_EXPIRED, order, payload, now),
-            ]
+            told = [seeker] if tell_seeker else []
+            told += [provider] if provider else []
+            return [_new(person, NotificationKind.WORK_EXPIRED, order, payload, now) for person in told]
     return []
 
 
@@ -119,6 +140,8 @@ def push_for(notification: Notification, now: datetime) -> PushMessage | None:
         case NotificationKind.WORK_COMPLETED:
             who = p.get("provider_name", "The provider")
             title, body, args = "Job done", f"{who} completed your {service} job", (service, who)
+        case NotificationKind.WORK_TAKEN:
+            title, body, args = "Job taken", f"Another provider took the {service} job", (service,)
     data = {"type": notification.kind.value, "notification_id": str(notification.id)}
     data.update({key: str(p[key]) for key in PUSH_DATA_KEYS if p.get(key) is not None})
     kind = notification.kind.value

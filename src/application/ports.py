@@ -111,7 +111,12 @@ class DeviceTokenRepository(Protocol):
 class WorkOrderRepository(Protocol):
     async def add(self, order: WorkOrder) -> WorkOrder: ...
 
-    async def get(self, order_id: int) -> WorkOrder | None: ...
+    async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
+        """The order (a broadcast with its offers); ``lock``: hold the row until the transaction ends, so that
+        answers to one order take turns (PostgreSQL; SQLite has one writer at a time anyway)."""
+
+    async def save_declines(self, order: WorkOrder) -> None:
+        """Store which of a broadcast's providers declined (a decline is never undone)."""
 
     async def save_transition(self, order: WorkOrder, from_status: WorkStatus) -> bool:
         """Store the order's new status only if the stored status is still ``from_status``.
@@ -190,8 +195,9 @@ class NotificationRepository(Protocol):
         each with its order's current status; offers whose order is no longer pending or has expired by
         ``now`` are left out (they can no longer be taken)."""
 
-    async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
-        """The recipient answered the order: its offers of that order count as received (never sent again)."""
+    async def acknowledge_offers(self, work_id: int, recipient_id: int | None, now: datetime) -> None:
+        """The recipient answered the order: its offers of that order count as received (never sent again).
+        ``None``: a broadcast was taken, and every provider's offer of it is settled."""
 
     async def anonymise_for_user(self, user_id: int) -> None:
         """The user was erased: names, mobiles, messages and places leave every notification about their orders."""

@@ -90,6 +90,18 @@ class AlreadyAnswered(DomainError):
     code = "already_answered"
 
 
+class AlreadyTaken(AlreadyAnswered):
+    """Another provider accepted this broadcast offer first."""
+
+    code = "already_taken"
+
+
+class NoProvidersNearby(DomainError):
+    """A broadcast found no active provider within its radius."""
+
+    code = "no_providers_nearby"
+
+
 class InvalidTransition(DomainError):
     """A status change the work-order state machine does not allow (other than answering twice)."""
 

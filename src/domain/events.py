@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class Event:
     work_id: int
     seeker_id: int
-    provider_id: int
+    provider_id: int | None  # None: a broadcast offer nobody took (only its seeker hears of the event)
 
 
 @dataclass(frozen=True)
@@ -34,4 +34,14 @@ class WorkCompleted(Event):
 
 @dataclass(frozen=True)
 class WorkExpired(Event):
-    pass
+    tell_seeker: bool = True  # False: one of a broadcast's providers, told the offer is gone
+
+
+@dataclass(frozen=True)
+class WorkOffered(Event):
+    """One provider among a broadcast's nearest is offered the job."""
+
+
+@dataclass(frozen=True)
+class WorkTaken(Event):
+    """Another provider accepted the broadcast first: this provider's offer is gone."""

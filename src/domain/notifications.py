@@ -20,6 +20,7 @@ class NotificationKind(enum.StrEnum):
     WORK_CANCELLED = "work_cancelled"
     WORK_EXPIRED = "work_expired"
     WORK_COMPLETED = "work_completed"
+    WORK_TAKEN = "work_taken"  # a broadcast another provider accepted first
 
 
 class PushState(enum.StrEnum):

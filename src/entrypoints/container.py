@@ -47,6 +47,7 @@ from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
 from application.use_cases.measure_backlog import MeasureBacklog
+from application.use_cases.offer_work import OfferWork
 from application.use_cases.operate_accounts import DeactivateProvider, InvalidateDevice
 from application.use_cases.provision_profile import EraseProfile, GetProvisionedProfile, ProvisionProfile
 from application.use_cases.register_device import RegisterDevice
@@ -187,6 +188,9 @@ class Container(containers.DeclarativeContainer):
     set_provider_availability = providers.Singleton(SetProviderAvailability, unit_of_work.provider, clock)
     list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider, broker)
     assign_work = providers.Singleton(AssignWork, unit_of_work.provider, delivery, clock, work_policy, delivery_policy)
+    offer_work = providers.Singleton(
+        OfferWork, unit_of_work.provider, delivery, broker, clock, work_policy, delivery_policy
+    )
     respond_to_work = providers.Singleton(RespondToWork, unit_of_work.provider, delivery, clock, delivery_policy)
     cancel_work = providers.Singleton(CancelWork, unit_of_work.provider, delivery, clock, delivery_policy)
     expire_overdue_work = providers.Singleton(ExpireOverdueWork, unit_of_work.provider, delivery, clock, work_policy)

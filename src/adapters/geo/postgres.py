@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import Float, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy import Float, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.geo.rows import nearest_first, position_columns
@@ -25,26 +25,32 @@ from application.ports import NearbyProvider, NearbyProviders
 from domain.geo import GeoPoint, chord_for_km
 
 # Written out (not bound) so that the planner sees the partial index's own predicate.
-_INDEXED = text("profiles.role = 'provider' AND profiles.is_active_for_work AND profiles.geo_x IS NOT NULL")
-_POSITION = func.cube(array([profiles.c.geo_x, profiles.c.geo_y, profiles.c.geo_z]))
+_ACTIVE = "profiles.role = 'provider' AND profiles.is_active_for_work AND profiles.geo_x IS NOT NULL"
+_POSITION = "cube(ARRAY[profiles.geo_x, profiles.geo_y, profiles.geo_z])"
+_CENTRE = "cube(CAST(ARRAY[:x, :y, :z] AS float8[]))"
+_CHORD = f"{_POSITION} <-> {_CENTRE}"
+_COLUMNS = ", ".join(f"profiles.{column.name}" for column in profiles.c)  # in the order .columns() names them
 
 
-def _point(prefix: str):
-    return func.cube(array([bindparam(f"{prefix}{axis}", type_=Float) for axis in "xyz"]))
+def _nearest(within: bool):
+    """KNN from the index finds how far the K-th nearest is; a second index scan (a box that far) then
+    reads every provider that near, so that equal distances are broken by id exactly. (A GiST KNN scan
+    orders by distance alone: adding ``, id`` to its ORDER BY would make PostgreSQL sort the whole table.)"""
+    radius = f" AND {_POSITION} <@ cube_enlarge({_CENTRE}, :chord, 3) AND {_CHORD} <= :chord" if within else ""
+    return text(
+        f"""
+        WITH knn AS MATERIALIZED (
+            SELECT {_CHORD} AS chord FROM profiles WHERE {_ACTIVE}{radius} ORDER BY {_CHORD} LIMIT :limit
+        ), reach AS (SELECT max(chord) AS chord FROM knn)
+        SELECT {_COLUMNS} FROM reach, profiles
+        WHERE {_ACTIVE} AND {_POSITION} <@ cube_enlarge({_CENTRE}, reach.chord, 3) AND {_CHORD} <= reach.chord
+        ORDER BY {_CHORD}, profiles.id LIMIT :limit
+        """
+    ).columns(*profiles.c)
 
 
-_CHORD = _POSITION.op("<->", return_type=Float)(_point(""))
-_NEAREST = select(profiles).where(_INDEXED).order_by(_CHORD, profiles.c.id).limit(bindparam("limit"))
-# The box lets the index skip everything outside the radius; the chord test makes it a ball.
-_WITHIN = _NEAREST.where(
-    _POSITION.op("<@", is_comparison=True)(
-        func.cube(
-            array([bindparam(f"low_{a}", type_=Float) for a in "xyz"]),
-            array([bindparam(f"high_{a}", type_=Float) for a in "xyz"]),
-        )
-    ),
-    bindparam("chord", type_=Float) >= _CHORD,
-)
+_NEAREST = _nearest(within=False)
+_WITHIN = _nearest(within=True)
 
 # One statement for a whole batch of positions: arrays in, one UPDATE ... FROM unnest(...).
 _MOVE = text(
@@ -71,10 +77,7 @@ class CubeNearbyProviders(NearbyProviders):
         values: dict[str, float | int] = {"x": x, "y": y, "z": z, "limit": limit}
         statement = _NEAREST
         if within_km is not None:
-            chord = chord_for_km(within_km)
-            values["chord"] = chord
-            for axis, value in zip("xyz", (x, y, z), strict=True):
-                values[f"low_{axis}"], values[f"high_{axis}"] = value - chord, value + chord
+            values["chord"] = chord_for_km(within_km)
             statement = _WITHIN
         rows = await fetch_all(self._c, statement, values)
         return nearest_first(near, rows, profile_from_row)

@@ -212,9 +212,15 @@ class MemoryWorkOrderRepository(WorkOrderRepository):
         self._t.work_orders[order.id] = _stored_order(order)
         return order
 
-    async def get(self, order_id: int) -> WorkOrder | None:
+    async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
         found = self._t.work_orders.get(order_id)
         return _copy(found) if found else None
+
+    async def save_declines(self, order: WorkOrder) -> None:
+        stored = self._t.work_orders[order.id or 0]
+        for provider_id, declined in order.offers.items():
+            if declined is not None and stored.offers.get(provider_id) is None:
+                stored.offers[provider_id] = declined
 
     async def save_transition(self, order: WorkOrder, from_status: WorkStatus) -> bool:
         stored = self._t.work_orders.get(order.id or 0)
@@ -363,9 +369,10 @@ class MemoryNotificationRepository(NotificationRepository):
                 changed += 1
         return changed
 
-    async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
+    async def acknowledge_offers(self, work_id: int, recipient_id: int | None, now: datetime) -> None:
         for n in self._t.notifications.values():
-            if n.work_id == work_id and n.recipient_id == recipient_id and n.kind is NotificationKind.WORK_ASSIGNED:
+            mine = recipient_id is None or n.recipient_id == recipient_id
+            if n.work_id == work_id and mine and n.kind is NotificationKind.WORK_ASSIGNED:
                 n.acknowledge(now)
 
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.geo.rows import position_columns
 from adapters.sqlalchemy.batches import delete_oldest
 from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
-from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
+from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_offers, work_orders
 from adapters.sqlalchemy.types import UtcDateTime
 from application.errors import DuplicateExternalId
 from application.ports import (
@@ -358,6 +358,23 @@ def row_to_order(row: Row) -> WorkOrder:
     )
 
 
+OFFERS_OF = _per_dialect(
+    lambda dialect: (
+        select(work_offers).where(_one_of(work_offers.c.work_id, dialect)).order_by(work_offers.c.provider_id)
+    )
+)
+INSERT_OFFERS = insert(work_offers)
+SAVE_DECLINE = (
+    update(work_offers)
+    .where(
+        work_offers.c.work_id == bindparam("b_work_id"),
+        work_offers.c.provider_id == bindparam("b_provider_id"),
+        work_offers.c.declined_at.is_(None),
+    )
+    .values(declined_at=bindparam("b_at", type_=UtcDateTime))
+)
+
+
 # Built once: statements passed their values as parameters compile once and stay cached.
 INSERT_ORDER = insert(work_orders).returning(work_orders.c.id)
 INSERT_NOTIFICATION = insert(notifications).returning(notifications.c.id)
@@ -379,13 +396,37 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
             "expires_at": order.expires_at,
             "responded_at": order.responded_at,
             "closed_at": order.closed_at,
+            "broadcast": order.is_broadcast,
         }
         order.id = await insert_returning_id(self._c, INSERT_ORDER, values)
+        if order.is_broadcast:
+            offers = [{"work_id": order.id, "provider_id": p, "declined_at": d} for p, d in order.offers.items()]
+            await self._c.execute(INSERT_OFFERS, offers)
         return order
 
-    async def get(self, order_id: int) -> WorkOrder | None:
-        row = (await self._c.execute(select(work_orders).where(work_orders.c.id == order_id))).first()
-        return row_to_order(row) if row else None
+    async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
+        query = select(work_orders).where(work_orders.c.id == order_id)
+        if lock and self._locks_rows:
+            query = query.with_for_update()
+        row = (await self._c.execute(query)).first()
+        if row is None:
+            return None
+        return (await self._with_offers([row]))[0]
+
+    async def _with_offers(self, rows: Sequence[Row]) -> list[WorkOrder]:
+        """Orders from rows, broadcasts with their offers (one read for all of them, none without broadcasts)."""
+        orders = [row_to_order(row) for row in rows]
+        broadcasts = {row.id: order for row, order in zip(rows, orders, strict=True) if row.broadcast}
+        if broadcasts:
+            for offer in await fetch_all(self._c, OFFERS_OF[self._c.dialect.name], {"ids": list(broadcasts)}):
+                broadcasts[offer.work_id].offers[offer.provider_id] = offer.declined_at
+        return orders
+
+    async def save_declines(self, order: WorkOrder) -> None:
+        declines = [
+            {"b_work_id": order.id, "b_provider_id": p, "b_at": at} for p, at in order.offers.items() if at is not None
+        ]
+        await execute_many(self._c, SAVE_DECLINE, declines)
 
     async def save_transition(self, order: WorkOrder, from_status: WorkStatus) -> bool:
         # The WHERE on the old status is the guard: PostgreSQL re-checks it after waiting for a
@@ -393,7 +434,12 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
         result = await self._c.execute(
             update(work_orders)
             .where(work_orders.c.id == order.id, work_orders.c.status == from_status.value)
-            .values(status=order.status.value, responded_at=order.responded_at, closed_at=order.closed_at)
+            .values(
+                status=order.status.value,
+                provider_id=order.provider_id,
+                responded_at=order.responded_at,
+                closed_at=order.closed_at,
+            )
         )
         return result.rowcount == 1
 
@@ -425,7 +471,7 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
         )
         if self._locks_rows:
             query = query.with_for_update(skip_locked=True)
-        return [row_to_order(row) for row in await self._c.execute(query)]
+        return await self._with_offers((await self._c.execute(query)).all())
 
     async def delete_closed_before(self, cutoff: datetime, limit: int) -> int:
         closed = and_(work_orders.c.status.in_([s.value for s in CLOSED_STATUSES]), work_orders.c.closed_at < cutoff)
@@ -549,6 +595,15 @@ ACKNOWLEDGE_OFFERS = (
     .where(
         notifications.c.work_id == bindparam("b_work_id"),
         notifications.c.recipient_id == bindparam("b_recipient_id"),
+        notifications.c.kind == NotificationKind.WORK_ASSIGNED.value,
+        notifications.c.delivered_at.is_(None),
+    )
+    .values(delivered_at=bindparam("b_now", type_=UtcDateTime), next_attempt_at=None)
+)
+ACKNOWLEDGE_ALL_OFFERS = (
+    update(notifications)
+    .where(
+        notifications.c.work_id == bindparam("b_work_id"),
         notifications.c.kind == NotificationKind.WORK_ASSIGNED.value,
         notifications.c.delivered_at.is_(None),
     )
@@ -687,8 +742,13 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
         changed += (await self._c.execute(RETRY_BROKER_FAILURES, {"b_now": now})).rowcount
         return changed
 
-    async def acknowledge_offers(self, work_id: int, recipient_id: int, now: datetime) -> None:
-        await self._c.execute(ACKNOWLEDGE_OFFERS, {"b_work_id": work_id, "b_recipient_id": recipient_id, "b_now": now})
+    async def acknowledge_offers(self, work_id: int, recipient_id: int | None, now: datetime) -> None:
+        if recipient_id is None:
+            await self._c.execute(ACKNOWLEDGE_ALL_OFFERS, {"b_work_id": work_id, "b_now": now})
+        else:
+            await self._c.execute(
+                ACKNOWLEDGE_OFFERS, {"b_work_id": work_id, "b_recipient_id": recipient_id, "b_now": now}
+            )
 
     async def delivery_stats(self, since: datetime, top_errors: int) -> DeliveryStats:
         recent = notifications.c.created_at >= since

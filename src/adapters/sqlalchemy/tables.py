@@ -73,7 +73,7 @@ work_orders = Table(
     metadata,
     Column("id", IdType, primary_key=True, autoincrement=True),
     Column("seeker_id", IdType, ForeignKey("profiles.id"), nullable=False),
-    Column("provider_id", IdType, ForeignKey("profiles.id"), nullable=False),
+    Column("provider_id", IdType, ForeignKey("profiles.id")),  # NULL: a broadcast nobody accepted yet
     Column("service_type", String(64), nullable=False),
     Column("message", Text, nullable=False),
     Column("distance", String(32), nullable=False),
@@ -84,6 +84,8 @@ work_orders = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("responded_at", UtcDateTime),
     Column("closed_at", UtcDateTime),
+    # Offered to several providers at once (rows in work_offers), the first to accept taking it.
+    Column("broadcast", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint(
         "status IN ('pending', 'accepted', 'rejected', 'cancelled', 'expired', 'completed')", name="status"
     ),
@@ -94,6 +96,15 @@ Index("ix_work_orders_seeker_id_id", work_orders.c.seeker_id, work_orders.c.id)
 Index("ix_work_orders_seeker_id_status", work_orders.c.seeker_id, work_orders.c.status)
 Index("ix_work_orders_provider_id_status_id", work_orders.c.provider_id, work_orders.c.status, work_orders.c.id)
 Index("ix_work_orders_status_expires_at", work_orders.c.status, work_orders.c.expires_at)
+
+# A broadcast's offers: who was offered the job, and when each declined.
+work_offers = Table(
+    "work_offers",
+    metadata,
+    Column("work_id", IdType, ForeignKey("work_orders.id", ondelete="CASCADE"), primary_key=True),
+    Column("provider_id", IdType, ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True),
+    Column("declined_at", UtcDateTime),
+)
 
 notifications = Table(
     "notifications",

@@ -25,8 +25,10 @@ async def save_notifications_for(
     so delivery needs no further read.)"""
     notifications: list[Notification] = []
     for order in orders:
-        seeker, provider = people[order.seeker_id], people[order.provider_id]
-        notifications += [n for event in order.events for n in notifications_for(event, order, seeker, provider, now)]
+        seeker = people[order.seeker_id]
+        for event in order.events:
+            provider = people[event.provider_id] if event.provider_id is not None else None
+            notifications += notifications_for(event, order, seeker, provider, now)
         order.events.clear()
     if not notifications:
         return []

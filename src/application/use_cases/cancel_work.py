@@ -36,7 +36,7 @@ class CancelWork:
             order.cancel(user_id, now)
             if not await uow.work_orders.save_transition(order, previous):
                 raise InvalidTransition("this work order changed a moment ago; read it again")
-            people, devices = await uow.profiles.get_many_with_devices({order.seeker_id, order.provider_id})
+            people, devices = await uow.profiles.get_many_with_devices(order.parties())
             notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
             await remember(uow, idempotency, order, final=True)  # the answer does not depend on the delivery
             await uow.commit()

@@ -28,9 +28,7 @@ class ExpireOverdueWork:
                 # False: answered or cancelled a moment ago, and that answer stands.
                 if await uow.work_orders.save_transition(order, WorkStatus.PENDING):
                     expired.append(order)
-            people, devices = await uow.profiles.get_many_with_devices(
-                {pid for o in expired for pid in (o.seeker_id, o.provider_id)}
-            )
+            people, devices = await uow.profiles.get_many_with_devices({p for o in expired for p in o.parties()})
             notifications = await save_notifications_for(uow, self._delivery, expired, people, now)
             await uow.commit()
         await self._delivery.deliver(notifications, devices)

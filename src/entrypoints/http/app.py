@@ -76,6 +76,7 @@ INJECTED = (
     "set_provider_availability",
     "list_active_providers",
     "assign_work",
+    "offer_work",
     "respond_to_work",
     "cancel_work",
     "list_work_orders",

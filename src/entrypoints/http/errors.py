@@ -45,6 +45,7 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (domain.NotYourOrder, HTTP_403_FORBIDDEN),
     (domain.ProviderUnavailable, HTTP_409_CONFLICT),
     (domain.TooManyPendingOrders, HTTP_409_CONFLICT),
+    (domain.NoProvidersNearby, HTTP_409_CONFLICT),
     (RequestInProgress, HTTP_409_CONFLICT),
     (domain.AlreadyAnswered, HTTP_409_CONFLICT),
     (domain.InvalidTransition, HTTP_409_CONFLICT),

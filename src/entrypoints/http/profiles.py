@@ -22,6 +22,7 @@ from application.use_cases.get_work_order import GetWorkOrder
 from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
+from application.use_cases.offer_work import OfferWork, OfferWorkCommand, WorkOffer
 from application.use_cases.register_device import RegisterDevice
 from application.use_cases.respond_to_work import RespondToWork
 from application.use_cases.set_provider_availability import SetProviderAvailability
@@ -44,6 +45,8 @@ from entrypoints.http.schemas import (
     FcmTokenRequest,
     NotificationData,
     NotificationPage,
+    OfferWorkData,
+    OfferWorkRequest,
     ProfileData,
     ProviderStatusData,
     ProviderStatusRequest,
@@ -127,6 +130,35 @@ class ProfilesController(Controller):
         )
         once = idempotent(idempotency_key, caller_id, "assign-work", data, lambda r: (201, _assigned(r)))
         return _assigned(await assign_work.execute(command, once))
+
+    @post(
+        "/work-offers/",
+        status_code=HTTP_201_CREATED,
+        operation_id="offerWork",
+        opt={"rate_group": "assign"},
+        responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503),
+    )
+    async def offer_work(
+        self,
+        data: JSONBody[OfferWorkRequest],
+        caller_id: NamedDependency[int],
+        offer_work: NamedDependency[OfferWork],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Envelope[OfferWorkData]:
+        """A seeker offers a job at once to the nearest active providers within ``radius_km`` (those with the
+        app open first); the first to accept gets it, the others hear ``work_taken``. No provider in reach:
+        409 ``no_providers_nearby``. Honours ``Idempotency-Key`` as assign-work does."""
+        command = OfferWorkCommand(
+            seeker_id=caller_id,
+            service_type=data.service_type,
+            message=data.message,
+            distance=data.distance,
+            location=GeoPoint(data.latitude, data.longitude),
+            radius_km=data.radius_km,
+            max_providers=data.max_providers,
+        )
+        once = idempotent(idempotency_key, caller_id, "work-offers", data, lambda r: (201, _offered(r)))
+        return _offered(await offer_work.execute(command, once))
 
     @get("/work-orders/", operation_id="listWorkOrders", responses=error_responses(400, 401, 422, 503))
     async def list_work_orders(
@@ -360,6 +392,22 @@ class ProfilesController(Controller):
         ``ack``; opening twice keeps the first time."""
         n = await acknowledge_notification.execute(caller_id, notification_id, opened=True)
         return envelope("Notification opened", views.notification(n))
+
+
+def _offered(result: WorkOffer) -> Envelope[OfferWorkData]:
+    order = result.order
+    assert order.id is not None
+    return envelope(
+        "Work offered",
+        OfferWorkData(
+            work_order_id=order.id,
+            offered_to=result.offered_to,
+            service_type=order.service_type,
+            status=order.status.value,
+            created_at=iso_utc(order.created_at) or "",
+            expires_at=iso_utc(order.expires_at) or "",
+        ),
+    )
 
 
 def _assigned(result) -> Envelope[AssignWorkData]:

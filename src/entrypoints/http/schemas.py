@@ -34,6 +34,16 @@ class AssignWorkRequest(Struct, kw_only=True):
     longitude: Longitude
 
 
+class OfferWorkRequest(Struct, kw_only=True):
+    service_type: Annotated[str, Meta(min_length=1, max_length=SERVICE_TYPE_MAX)]
+    message: Annotated[str, Meta(max_length=MESSAGE_MAX)] = ""
+    distance: Annotated[str, Meta(max_length=DISTANCE_MAX, description="as shown to the providers, e.g. 2.5km")] = ""
+    latitude: Latitude
+    longitude: Longitude
+    radius_km: Annotated[float, Meta(gt=0, le=20_000, description="offer only to providers this near the job")]
+    max_providers: Annotated[int, Meta(ge=1, le=50, description="offer to at most this many providers")] = 10
+
+
 class ProviderStatusRequest(Struct, kw_only=True):
     is_active_for_work: bool
     latitude: Latitude | UnsetType = UNSET
@@ -116,11 +126,20 @@ class AssignWorkData(Struct):
     notification_id: int
 
 
+class OfferWorkData(Struct):
+    work_order_id: int
+    offered_to: int  # how many providers were offered the job
+    service_type: str
+    status: str
+    created_at: str
+    expires_at: str
+
+
 class WorkOrderData(Struct):
     id: int
     work_id: int
     seeker_id: int
-    provider_id: int
+    provider_id: int | None  # None: a broadcast offer nobody has accepted (yet)
     service_type: str
     message: str
     distance: str
