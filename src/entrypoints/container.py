@@ -7,6 +7,7 @@ in-process broker) and PUSH_BACKEND (log, fcm or none). Handlers receive use cas
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 from dependency_injector import containers, providers
 from sqlalchemy.engine import make_url
@@ -24,6 +25,7 @@ from adapters.redis.sockets import RedisSocketRegistry
 from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, normalize_url, sqlite_path, sqlite_url
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from application.delivery import NotificationDelivery
+from application.live_locations import LiveLocations
 from application.policy import DeliveryPolicy, WorkPolicy
 from application.ports import PushSender, RateLimiter, RealtimeBroker, SocketRegistry
 from application.rate_limits import RequestLimits
@@ -188,6 +190,13 @@ class Container(containers.DeclarativeContainer):
     set_provider_availability = providers.Singleton(SetProviderAvailability, unit_of_work.provider, clock)
     list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider, broker)
     assign_work = providers.Singleton(AssignWork, unit_of_work.provider, delivery, clock, work_policy, delivery_policy)
+    live_locations = providers.Singleton(
+        LiveLocations,
+        unit_of_work.provider,
+        clock,
+        providers.Factory(lambda s: timedelta(seconds=s.location_flush_interval), settings),
+        providers.Callable(lambda m: m.locations_flushed, metrics),
+    )
     offer_work = providers.Singleton(
         OfferWork, unit_of_work.provider, delivery, broker, clock, work_policy, delivery_policy
     )

@@ -98,6 +98,7 @@ class Settings:
     shutdown_grace: float
     socket_admission: int
     push_fallback: timedelta | None
+    location_flush_interval: float
     data_dir_is_default: bool = False  # WORKCAST_DATA_DIR unset: ./.workcast of whatever folder we started in
 
     @property
@@ -177,6 +178,7 @@ class Settings:
             ws_ping_timeout=read.number("WS_PING_TIMEOUT_SECONDS", 20.0),
             socket_recheck_interval=read.number("SOCKET_USER_RECHECK_SECONDS", 5.0),
             socket_send_queue=read.integer("SOCKET_SEND_QUEUE", 32, minimum=1),
+            location_flush_interval=read.number("LOCATION_FLUSH_SECONDS", 1.0),
             cors_allow_origins=read.origins("CORS_ALLOW_ORIGINS"),
             metrics_token=read.text("METRICS_TOKEN", "") or None,
             trusted_proxies=tuple(p.strip() for p in read.text("TRUSTED_PROXIES", "").split(",") if p.strip()),

@@ -55,7 +55,7 @@ class FakeBroker:
 
 async def test_a_socket_that_does_not_drain_is_closed_4408_and_counted_out():
     asgi, broker = FakeAsgiSocket(), FakeBroker()
-    services = SocketServices(None, broker, None, None, None, None, None, None, None, send_queue=2, send_timeout=0.05)  # type: ignore[arg-type]
+    services = SocketServices(None, broker, *[None] * 8, send_queue=2, send_timeout=0.05)  # type: ignore[arg-type]
     session = WorkSocket(asgi, 9, services)  # type: ignore[arg-type]
     session._replaying = False
     writes = [asyncio.create_task(session.deliver(f"m{i}")) for i in range(2)]

@@ -86,6 +86,15 @@ class PrometheusMetrics(DeliveryMetrics):
             buckets=ACK_BUCKETS,
             registry=r,
         )
+        self.locations_written = Counter(
+            "workcast_locations_written", "Provider positions from sockets written to the store", registry=r
+        )
+        self.location_staleness = Histogram(
+            "workcast_location_staleness_seconds",
+            "Age of the oldest position in each batch when it was written (what a search may miss)",
+            buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10),
+            registry=r,
+        )
         self.dispatcher_due = Gauge(
             "workcast_dispatcher_due",
             "Notifications due for delivery when the dispatcher last looked",
@@ -162,6 +171,10 @@ class PrometheusMetrics(DeliveryMetrics):
         while self.multiprocess and self._pool_checked_out is not None:
             self.db_pool_in_use.set(self._pool_checked_out())
             await asyncio.sleep(every)
+
+    def locations_flushed(self, written: int, oldest_seconds: float) -> None:
+        self.locations_written.inc(written)
+        self.location_staleness.observe(oldest_seconds)
 
     def process_exiting(self) -> None:
         """A worker stops: its live gauges (sockets open, pool in use) leave the sums."""

@@ -275,6 +275,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             name="socket-user-recheck",
         )
         pool_task = asyncio.create_task(container.metrics().sample_pool_forever(), name="pool-sampler")
+        locations_task = asyncio.create_task(container.live_locations().flush_forever(), name="live-locations")
         dispatcher_task = None
         if settings.dispatcher_enabled:
             dispatcher = container.dispatcher()
@@ -305,11 +306,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         try:
             yield
         finally:
-            for task in (dispatcher_task, recheck_task, pool_task):
+            for task in (dispatcher_task, recheck_task, pool_task, locations_task):
                 if task:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            with contextlib.suppress(Exception):  # the last second of positions; a later send replaces them anyway
+                await container.live_locations().flush()
             await close(container)
             container.metrics().process_exiting()
 
@@ -366,6 +369,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         replay=container.replay_undelivered(),
         respond=container.respond_to_work(),
         acknowledge=container.acknowledge_notification(),
+        locations=container.live_locations(),
         sessions=LiveSessions(),
         metrics=container.metrics(),
         limits=container.request_limits(),

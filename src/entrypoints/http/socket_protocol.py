@@ -50,7 +50,15 @@ class Opened(_Message, tag="opened", forbid_unknown_fields=False):
     notification_id: Id
 
 
-APP_MESSAGE = Ping | WorkResponse | Ack | Opened
+class Location(_Message, tag="location", forbid_unknown_fields=False):
+    """A provider's position (send it as often as every second; no HTTP request per position). Taken silently:
+    only a refusal is answered (``error`` naming the field). A nearby search sees it within about 2 s."""
+
+    latitude: float
+    longitude: float
+
+
+APP_MESSAGE = Ping | WorkResponse | Ack | Opened | Location
 
 
 # --- server -> app: notifications ---------------------------------------------------------------------
@@ -75,6 +83,8 @@ class WorkAssigned(_Notification, tag="work_assigned"):
     longitude: float
     created_at: Timestamp
     expires_at: Timestamp
+    # A broadcast (POST work-offers/): how many providers were offered it; the first to accept gets it.
+    offered_to: Annotated[int, Meta(ge=1)] | None = None
 
 
 class _Answered(_Notification):
@@ -110,11 +120,17 @@ class WorkCompleted(_Notification, tag="work_completed"):
 
 
 class WorkExpired(_Notification, tag="work_expired"):
-    """To both: nobody answered in time."""
+    """To both: nobody answered in time (a broadcast: also when every provider declined; no provider then)."""
 
-    provider_id: Id
-    provider_name: str
+    provider_id: Id | None
+    provider_name: str | None
     expired_at: Timestamp | None
+
+
+class WorkTaken(_Notification, tag="work_taken"):
+    """To a provider offered a broadcast: another provider accepted it first; drop the offer."""
+
+    taken_at: Timestamp | None
 
 
 # --- server -> app: replies ---------------------------------------------------------------------------
@@ -161,10 +177,10 @@ class Error(_Message, tag="error"):
     request_type: str | None
 
 
-NOTIFICATIONS = (WorkAssigned, WorkAccepted, WorkRejected, WorkCancelled, WorkExpired, WorkCompleted)
+NOTIFICATIONS = (WorkAssigned, WorkAccepted, WorkRejected, WorkCancelled, WorkExpired, WorkCompleted, WorkTaken)
 REPLIES = (WorkResponseResult, Acked, OpenRecorded, Pong, ReplayComplete, Error)
 SERVER_MESSAGE = (
-    WorkAssigned | WorkAccepted | WorkRejected | WorkCancelled | WorkExpired | WorkCompleted
+    WorkAssigned | WorkAccepted | WorkRejected | WorkCancelled | WorkExpired | WorkCompleted | WorkTaken
     | WorkResponseResult | Acked | OpenRecorded | Pong | ReplayComplete | Error
 )  # fmt: skip
 
@@ -173,7 +189,7 @@ encode = msgspec.json.Encoder().encode
 
 def asyncapi_document() -> dict[str, Any]:
     """AsyncAPI 3.0 for both socket paths, with JSON schemas generated from the Structs above."""
-    sent_by_app = (Ping, WorkResponse, Ack, Opened)
+    sent_by_app = (Ping, WorkResponse, Ack, Opened, Location)
     sent_by_server = (*NOTIFICATIONS, *REPLIES)
     _, components = msgspec.json.schema_components(
         (*sent_by_app, *sent_by_server), ref_template="#/components/schemas/{name}"
@@ -188,12 +204,14 @@ def asyncapi_document() -> dict[str, Any]:
         }
         for cls in (*sent_by_app, *sent_by_server)
     }
-    to_provider = ("WorkAssigned", "WorkCancelled", "WorkExpired", "WorkResponseResult")
+    to_provider = ("WorkAssigned", "WorkCancelled", "WorkExpired", "WorkTaken", "WorkResponseResult")
     to_seeker = ("WorkAccepted", "WorkRejected", "WorkExpired", "WorkCompleted")
     common_replies = ("Acked", "OpenRecorded", "Pong", "ReplayComplete", "Error")
     channels, operations = {}, {}
     for role, received in (("provider", to_provider), ("seeker", to_seeker)):
-        sent = ("Ping", "WorkResponse", "Ack", "Opened") if role == "provider" else ("Ping", "Ack", "Opened")
+        sent = (
+            ("Ping", "WorkResponse", "Ack", "Opened", "Location") if role == "provider" else ("Ping", "Ack", "Opened")
+        )
         names = sorted({*received, *common_replies, *sent})
         channels[role] = {
             "address": f"/ws/work/{role}/",

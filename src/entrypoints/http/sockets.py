@@ -29,6 +29,7 @@ from msgspec import Struct
 
 from adapters.prometheus.metrics import PrometheusMetrics
 from application.errors import BrokerUnavailable, InvalidToken, KeysUnavailable, RateLimited, StorageUnavailable
+from application.live_locations import LiveLocations
 from application.ports import RealtimeBroker, SocketRegistry
 from application.rate_limits import RequestLimits
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
@@ -37,6 +38,7 @@ from application.use_cases.identify_caller import IdentifyCaller
 from application.use_cases.replay_undelivered import Replay, ReplayUndelivered
 from application.use_cases.respond_to_work import RespondToWork
 from domain.errors import DomainError, NotAProvider, ProfileNotFound
+from domain.geo import GeoPoint
 from domain.limits import TokenBucket
 from domain.profiles import Role
 from entrypoints.http.errors import (
@@ -54,6 +56,7 @@ from entrypoints.http.socket_protocol import (
     Ack,
     Acked,
     Error,
+    Location,
     Opened,
     OpenRecorded,
     Pong,
@@ -82,6 +85,7 @@ class SocketServices:
     replay: ReplayUndelivered
     respond: RespondToWork
     acknowledge: AcknowledgeNotification
+    locations: LiveLocations
     sessions: LiveSessions
     metrics: PrometheusMetrics
     limits: RequestLimits
@@ -242,13 +246,15 @@ class WorkSocket:
             raw = event.get("text")
             if raw is None:
                 raw = (event.get("bytes") or b"").decode("utf-8", "replace")
-            await self._send(await self._handle(raw))
+            reply = await self._handle(raw)
+            if reply is not None:  # a position is taken silently: no answer unless it is refused
+                await self._send(reply)
 
     async def revoke(self) -> None:
         """Close this socket: its user was deleted."""
         await self._socket.close(CLOSE_UNAUTHORIZED, "unknown user")
 
-    async def _handle(self, raw: str) -> Struct:
+    async def _handle(self, raw: str) -> Struct | None:
         if len(raw) > MAX_MESSAGE_BYTES:
             return _error("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
         try:
@@ -262,6 +268,8 @@ class WorkSocket:
         try:
             if kind == "ping":
                 return Pong()
+            if kind == "location":
+                return self._location(msgspec.json.decode(raw, type=Location))
             if kind == "work_response":
                 return await self._work_response(msgspec.json.decode(raw, type=WorkResponse))
             if kind == "ack":
@@ -284,7 +292,9 @@ class WorkSocket:
             return _error(error.code, error.message, field=error.field, request_type=kind)
         except StorageUnavailable:
             return _error("storage_unavailable", "the service is temporarily unavailable, try again", request_type=kind)
-        return _error("unknown_type", f"unknown message type {kind!r}; known: ping, work_response, ack, opened")
+        return _error(
+            "unknown_type", f"unknown message type {kind!r}; known: ping, work_response, ack, opened, location"
+        )
 
     async def _work_response(self, message: WorkResponse) -> WorkResponseResult:
         if self.role is not Role.PROVIDER:
@@ -293,6 +303,11 @@ class WorkSocket:
         return WorkResponseResult(
             message.work_id, result.order.status.value, message.accepted, result.seeker_notified_live
         )
+
+    def _location(self, message: Location) -> None:
+        if self.role is not Role.PROVIDER:
+            raise NotAProvider("only providers share their location")
+        self._services.locations.note(self._user_id, GeoPoint(message.latitude, message.longitude))
 
     async def _send(self, message: Struct) -> None:
         await self._socket.send_text(encode(message).decode())

@@ -1,0 +1,162 @@
+"""Live location at volume: N connected providers send their position over the socket, and the batch writer
+must keep up while assign-work is still served.
+
+    .venv/bin/python -m bench.live_location [--providers 10000] [--rate 20000] [--seconds 20]
+
+PostgreSQL (fsync on) + Redis. A load-generator process opens the provider sockets and sends ``location``
+messages at ``--rate`` per second in all (each provider in turn, a new random point of a 100 km city each
+time); meanwhile this process sends assign-work at 20/s and times it. Reported: the rate the generator
+reached and the server wrote (``workcast_locations_written_total``), the staleness of written batches
+(``workcast_location_staleness_seconds``: age of the oldest position of each batch when written; target
+p99 <= 2 s), and assign-work's p50/p99 during the storm beside a quiet baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import statistics
+import sys
+import time
+
+import aiohttp
+import httpx
+
+from bench.run import bench_server, infrastructure, log, seed_users
+
+TARGET_RATE = 20_000
+TARGET_STALENESS_P99 = 2.0
+ASSIGN_RATE = 20
+
+
+def metric(text: str, name: str) -> float:
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    )
+
+
+def staleness_p99(text: str) -> float | None:
+    """The p99 bucket bound of the staleness histogram (Prometheus buckets: an upper bound)."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("workcast_location_staleness_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.split()[-1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    return next(bound for bound, count in sorted(buckets) if count >= 0.99 * total)
+
+
+def generator(ws_url: str, tokens: list[str], rate: int, seconds: float, reports) -> None:
+    async def main() -> None:
+        rng = random.Random(17)
+        async with aiohttp.ClientSession() as session:
+            sockets = []
+            for start in range(0, len(tokens), 200):
+                sockets += await asyncio.gather(
+                    *(
+                        session.ws_connect(f"{ws_url}/ws/work/provider/?token={t}", heartbeat=None, compress=0)
+                        for t in tokens[start : start + 200]
+                    )
+                )
+            reports.put({"open": len(sockets)})
+            tick, sent, turn = 0.05, 0, 0
+            started = time.perf_counter()
+            while (elapsed := time.perf_counter() - started) < seconds:
+                due = int(rate * elapsed) - sent
+                for _ in range(due):
+                    ws = sockets[turn % len(sockets)]
+                    turn += 1
+                    lat, lon = 40.4168 + rng.uniform(-0.45, 0.45), -3.7038 + rng.uniform(-0.59, 0.59)
+                    await ws.send_str(f'{{"type":"location","latitude":{lat:.6f},"longitude":{lon:.6f}}}')
+                sent += due
+                await asyncio.sleep(tick)
+            reports.put({"sent": sent, "seconds": time.perf_counter() - started})
+            await asyncio.sleep(3)  # the last batches are written
+            for ws in sockets:
+                await ws.close()
+
+    asyncio.run(main())
+
+
+async def assign_latencies(port: int, seeker: dict, provider: dict, seconds: float) -> list[float]:
+    body = {
+        "provider_id": provider["id"],
+        "service_type": "worker",
+        "message": "",
+        "distance": "",
+        "latitude": 40.4,
+        "longitude": -3.7,
+    }
+    latencies = []
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {seeker['token']}"}, timeout=30
+    ) as http:
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            sent = time.perf_counter()
+            answer = await http.post("/api/1/profiles/assign-work/", json=body)
+            assert answer.status_code == 201, answer.text
+            latencies.append((time.perf_counter() - sent) * 1000)
+            await asyncio.sleep(max(0.0, 1 / ASSIGN_RATE - (time.perf_counter() - sent)))
+    return latencies
+
+
+def summary(latencies: list[float]) -> dict:
+    latencies = sorted(latencies)
+    return {
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--providers", type=int, default=10_000)
+    parser.add_argument("--rate", type=int, default=TARGET_RATE)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    with infrastructure("postgres") as env:
+        log(f"creating {args.providers:,} providers")
+        providers, (seeker,) = asyncio.run(seed_users(env, args.providers, 1))
+        with bench_server(env, "wsproto") as (port, _):
+            baseline = summary(asyncio.run(assign_latencies(port, seeker, providers[0], 5)))
+            log(f"assign-work, quiet: {baseline}")
+            context = multiprocessing.get_context("spawn")
+            reports = context.Queue()
+            child = context.Process(
+                target=generator,
+                args=(f"ws://127.0.0.1:{port}", [p["token"] for p in providers[1:]], args.rate, args.seconds, reports),
+            )
+            child.start()
+            log(f"sockets open: {reports.get(timeout=600)['open']}")
+            before = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            storm = summary(asyncio.run(assign_latencies(port, seeker, providers[0], args.seconds - 1)))
+            sent = reports.get(timeout=600)
+            time.sleep(3)
+            after = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            child.join(60)
+    written = metric(after, "workcast_locations_written_total") - metric(before, "workcast_locations_written_total")
+    result = {
+        "providers": args.providers,
+        "sent_per_second": round(sent["sent"] / sent["seconds"]),
+        "target_per_second": args.rate,
+        "written_positions": int(written),
+        "coalesced": f"{1 - written / max(1, sent['sent']):.0%} of positions replaced by a newer one before written",
+        "staleness_p99_s_at_most": staleness_p99(after),
+        "staleness_target_s": TARGET_STALENESS_P99,
+        "assign_work_quiet": baseline,
+        "assign_work_during": storm,
+    }
+    print(json.dumps(result, indent=2))
+    print(json.dumps(result), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
