@@ -56,7 +56,7 @@ def staleness_p99(text: str) -> float | None:
 def generator(ws_url: str, tokens: list[str], rate: int, seconds: float, reports) -> None:
     async def main() -> None:
         rng = random.Random(17)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             sockets = []
             for start in range(0, len(tokens), 200):
                 sockets += await asyncio.gather(
