@@ -53,6 +53,11 @@ def staleness_p99(text: str) -> float | None:
     return next(bound for bound, count in sorted(buckets) if count >= 0.99 * total)
 
 
+async def drain(ws) -> None:
+    async for _ in ws:
+        pass
+
+
 def generator(ws_url: str, tokens: list[str], rate: int, seconds: float, reports) -> None:
     async def main() -> None:
         rng = random.Random(17)
@@ -65,6 +70,8 @@ def generator(ws_url: str, tokens: list[str], rate: int, seconds: float, reports
                         for t in tokens[start : start + 200]
                     )
                 )
+            # Read every socket: aiohttp answers the server's pings only while reading (else 40 s later: closed).
+            readers = [asyncio.create_task(drain(ws)) for ws in sockets]
             reports.put({"open": len(sockets)})
             tick, sent, turn = 0.05, 0, 0
             started = time.perf_counter()
@@ -79,6 +86,8 @@ def generator(ws_url: str, tokens: list[str], rate: int, seconds: float, reports
                 await asyncio.sleep(tick)
             reports.put({"sent": sent, "seconds": time.perf_counter() - started})
             await asyncio.sleep(3)  # the last batches are written
+            for reader in readers:
+                reader.cancel()
             for ws in sockets:
                 await ws.close()
 
