@@ -1,10 +1,10 @@
 """PostgreSQL: KNN over a GiST index of the ``cube`` extension.
 
 Why ``cube`` and not PostGIS (measured in bench/geo_search.py, figures in docs/geo.md): both answer the
-nearest 20 among 1,000,000 providers from a GiST index in about a millisecond; ``cube`` ships with
+nearest 20 among 1,000,000 providers from a GiST index in under a millisecond; ``cube`` ships with
 PostgreSQL itself (contrib), is a *trusted* extension (the database owner may create it, no superuser),
-and its Euclidean ``<->`` over unit vectors orders by great-circle distance exactly — the same sphere the
-domain measures on. PostGIS would add a 100 MB package and superuser rights for nothing this search uses.
+and its Euclidean ``<->`` over unit vectors orders by great-circle distance exactly, on the sphere the
+domain measures on. PostGIS would add 49 Debian packages and superuser rights for nothing this search uses.
 """
 
 from __future__ import annotations
