@@ -153,4 +153,5 @@ def push_for(notification: Notification, now: datetime) -> PushMessage | None:
         title_loc_key=f"{kind}_title",
         body_loc_key=f"{kind}_body",
         loc_args=tuple(str(a)[:240] for a in args),
+        silent=notification.push_silent,
     )

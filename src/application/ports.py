@@ -336,6 +336,8 @@ class PushMessage:
     title_loc_key: str | None = None
     body_loc_key: str | None = None
     loc_args: tuple[str, ...] = ()
+    # Quiet hours: data only on Android, content-available on APNs; no title, body, sound or alert.
+    silent: bool = False
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class Notification:
     last_attempt_at: datetime | None = None
     delivered_at: datetime | None = None
     opened_at: datetime | None = None  # the user tapped the push or the in-app item (analytics)
+    push_silent: bool = False  # quiet hours when it was created: the push goes without sound or alert
     id: int | None = None
 
     @property
@@ -105,6 +106,10 @@ class Notification:
 
     def push_skipped(self) -> None:
         self.push_state, self.push_error = PushState.SKIPPED, "no_active_device"
+
+    def push_turned_off(self) -> None:
+        """The recipient turned pushes of this kind off: no push is tried (socket and history as usual)."""
+        self.push_state, self.push_error = PushState.SKIPPED, "turned_off_by_user"
 
     def push_failed(self, reason: str) -> None:
         self.push_state, self.push_error = PushState.FAILED, reason

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.errors import NotAProvider, RoleLocked
 from domain.geo import GeoPoint
+from domain.preferences import NotificationPreferences
 from domain.text import check_text
 
 NAME_MAX = 150
@@ -34,6 +35,7 @@ class Profile:
     id: int | None = None
     external_id: str | None = None  # who the app's tokens say this is; the numeric id for profiles made here
     deleted_at: datetime | None = None
+    preferences: NotificationPreferences = field(default_factory=NotificationPreferences)
 
     @classmethod
     def register(cls, role: Role, name: str, mobile: str, *, active: bool = False) -> Profile:

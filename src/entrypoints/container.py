@@ -49,6 +49,10 @@ from application.use_cases.list_active_providers import ListActiveProviders
 from application.use_cases.list_notifications import ListNotifications
 from application.use_cases.list_work_orders import ListWorkOrders
 from application.use_cases.measure_backlog import MeasureBacklog
+from application.use_cases.notification_preferences import (
+    ChangeNotificationPreferences,
+    ShowNotificationPreferences,
+)
 from application.use_cases.offer_work import OfferWork
 from application.use_cases.operate_accounts import DeactivateProvider, InvalidateDevice
 from application.use_cases.provision_profile import EraseProfile, GetProvisionedProfile, ProvisionProfile
@@ -229,6 +233,8 @@ class Container(containers.DeclarativeContainer):
     erase_profile = providers.Singleton(EraseProfile, unit_of_work.provider, clock)
     import_profiles = providers.Singleton(ImportProfiles, unit_of_work.provider, clock)
     show_profile = providers.Singleton(ShowProfile, unit_of_work.provider)
+    show_notification_preferences = providers.Singleton(ShowNotificationPreferences, unit_of_work.provider)
+    change_notification_preferences = providers.Singleton(ChangeNotificationPreferences, unit_of_work.provider)
     unregister_device = providers.Singleton(UnregisterDevice, unit_of_work.provider)
     get_work_order = providers.Singleton(GetWorkOrder, unit_of_work.provider)
     complete_work = providers.Singleton(CompleteWork, unit_of_work.provider, delivery, clock, delivery_policy)

@@ -252,3 +252,81 @@ async def test_a_crash_during_the_fallback_wait_loses_no_push(fcm, tmp_path):
         await until(lambda: fcm.messages_to(token), within=20)
         (pushed,) = fcm.messages_to(token)
         assert pushed["data"]["work_id"] == str(r.json()["data"]["work_order_id"])
+
+
+def window_around_now() -> dict[str, str]:
+    """Quiet hours in UTC from an hour ago to an hour ahead (spanning midnight when it must)."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    return {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=1)).strftime("%H:%M"),
+        "timezone": "Etc/UTC",
+    }
+
+
+async def test_preferences_quiet_hours_go_silent_turned_off_kinds_are_not_pushed_offers_always_ring(
+    fcm, fcm_server, admin
+):
+    seeker, provider = await admin.seeker(), await admin.provider()
+    prefs = "/api/1/profiles/notification-preferences/"
+    async with httpx.AsyncClient(base_url=fcm_server.base_url) as http:
+        for user in (seeker, provider):
+            await http.post("/api/1/profiles/fcm-token/", json={"fcm_token": f"pref-{user.id}"}, headers=user.headers)
+        defaults = (await http.get(prefs, headers=provider.headers)).json()["data"]
+        assert defaults["quiet_hours"] is None and all(defaults["push"].values())
+        quiet = window_around_now()
+        # The provider is in quiet hours and turned work_cancelled off; the seeker is in quiet hours.
+        r = await http.put(
+            prefs, json={"quiet_hours": quiet, "push": {"work_cancelled": False}}, headers=provider.headers
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["push"]["work_cancelled"] is False and r.json()["data"]["quiet_hours"] == quiet
+        await http.put(prefs, json={"quiet_hours": quiet}, headers=seeker.headers)
+
+        # A job offer to an active provider is critical: pushed loud despite the quiet hours.
+        r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+        work_id = r.json()["data"]["work_order_id"]
+        await until(lambda: fcm.messages_to(f"pref-{provider.id}"))
+        (offer,) = fcm.messages_to(f"pref-{provider.id}")
+        assert offer["notification"]["title"] == "New worker job" and offer["android"]["priority"] == "high"
+
+        # The seeker's work_accepted, in the seeker's quiet hours: silent (data only / content-available).
+        await http.post(
+            f"/api/1/profiles/work-orders/{work_id}/respond/", json={"accepted": True}, headers=provider.headers
+        )
+        await until(lambda: fcm.messages_to(f"pref-{seeker.id}"))
+        (accepted,) = fcm.messages_to(f"pref-{seeker.id}")
+        assert accepted["data"]["type"] == "work_accepted"
+        assert "notification" not in accepted and "notification" not in accepted["android"]
+        assert accepted["apns"]["payload"]["aps"] == {"content-available": 1}
+        assert accepted["apns"]["headers"]["apns-push-type"] == "background"
+
+        # work_cancelled is off for the provider: no push, recorded as such; the socket and history still have it.
+        await http.post(f"/api/1/profiles/work-orders/{work_id}/cancel/", headers=seeker.headers)
+        found = await notifications_when(http, provider, lambda f: f[0]["type"] == "work_cancelled")
+        assert found[0]["push_state"] == "skipped" and found[0]["push_error"] == "turned_off_by_user"
+        assert len(fcm.messages_to(f"pref-{provider.id}")) == 1
+
+
+async def test_bad_preferences_are_refused_naming_the_field(fcm_server, admin):
+    from tests.e2e.test_errors_and_access import error_of
+
+    user = await admin.seeker()
+    url = "/api/1/profiles/notification-preferences/"
+    good = {"start": "22:00", "end": "07:00", "timezone": "Europe/Madrid"}
+    async with httpx.AsyncClient(base_url=fcm_server.base_url) as http:
+        for body, field in (
+            ({"push": {"work_nonsense": False}}, "push.work_nonsense"),
+            ({"quiet_hours": good | {"start": "25:00"}}, "quiet_hours.start"),
+            ({"quiet_hours": good | {"end": "7pm"}}, "quiet_hours.end"),
+            ({"quiet_hours": good | {"end": "22:00"}}, "quiet_hours.end"),
+            ({"quiet_hours": good | {"timezone": "Mars/Olympus"}}, "quiet_hours.timezone"),
+            ({"quiet_hours": good | {"timezone": "../../etc/passwd"}}, "quiet_hours.timezone"),
+            ({"push": {"work_assigned": "no"}}, "push.work_assigned"),
+        ):
+            r = await http.put(url, json=body, headers=user.headers)
+            error_of(r, 422, r.json().get("code", ""), field)
+        error_of(await http.put(url, json={}), 401, "not_authenticated")
+        assert (await http.get(url, headers=user.headers)).json()["data"]["quiet_hours"] is None  # nothing saved

@@ -188,8 +188,35 @@ def _ttl(message: PushMessage) -> timedelta:
 
 
 def _fcm_message(message: PushMessage, device: DeviceToken, expires_at_epoch: int) -> messaging.Message:
+    common = _silent(message, expires_at_epoch) if message.silent else _alert(message, expires_at_epoch)
+    if device.kind is AddressKind.INSTALLATION_ID:
+        return messaging.Message(fid=device.token, **common)
+    with warnings.catch_warnings():
+        # The seed's app sends registration tokens; Message.token is deprecated in 7.x but still served.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return messaging.Message(token=device.token, **common)
+
+
+def _silent(message: PushMessage, expires_at_epoch: int) -> dict:
+    """Quiet hours: a data-only message on Android and a background (content-available) one on APNs, so the
+    app can update itself without waking the user."""
+    return dict(
+        data=dict(message.data),
+        android=messaging.AndroidConfig(priority="normal", ttl=_ttl(message)),
+        apns=messaging.APNSConfig(
+            headers={
+                "apns-priority": "5",  # APNs requires 5 for background pushes
+                "apns-expiration": str(expires_at_epoch),
+                "apns-push-type": "background",
+            },
+            payload=messaging.APNSPayload(aps=messaging.Aps(content_available=True)),
+        ),
+    )
+
+
+def _alert(message: PushMessage, expires_at_epoch: int) -> dict:
     ttl = _ttl(message)
-    common = dict(
+    return dict(
         notification=messaging.Notification(title=message.title, body=message.body),
         data=dict(message.data),
         android=messaging.AndroidConfig(
@@ -225,9 +252,3 @@ def _fcm_message(message: PushMessage, device: DeviceToken, expires_at_epoch: in
             ),
         ),
     )
-    if device.kind is AddressKind.INSTALLATION_ID:
-        return messaging.Message(fid=device.token, **common)
-    with warnings.catch_warnings():
-        # The seed's app sends registration tokens; Message.token is deprecated in 7.x but still served.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return messaging.Message(token=device.token, **common)

@@ -46,6 +46,7 @@ from application.ports import (
 from domain.devices import AddressKind, DeviceToken
 from domain.geo import GeoPoint
 from domain.notifications import Notification, NotificationKind, PushState, SocketState
+from domain.preferences import NotificationPreferences
 from domain.profiles import Profile, Role
 from domain.work_orders import CLOSED_STATUSES, ERASED_PLACE, PERSONAL_PAYLOAD_KEYS, WorkOrder, WorkStatus
 
@@ -98,6 +99,7 @@ def profile_from_row(row: Row) -> Profile:
         location_updated_at=row.location_updated_at,
         external_id=row.external_id,
         deleted_at=row.deleted_at,
+        preferences=NotificationPreferences.from_record(row.notification_preferences),
     )
 
 
@@ -128,6 +130,7 @@ def _profile_columns(profile: Profile) -> dict[str, Any]:
         "is_active_for_work": profile.is_active_for_work,
         "location_updated_at": profile.location_updated_at,
         **position_columns(profile.location),
+        "notification_preferences": profile.preferences.to_record() if profile.preferences.is_customised else None,
     }
 
 
@@ -513,6 +516,7 @@ def _notification(row: Row) -> Notification:
         last_attempt_at=row.last_attempt_at,
         delivered_at=row.delivered_at,
         opened_at=row.opened_at,
+        push_silent=row.push_silent,
     )
 
 
@@ -659,6 +663,7 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
                 "work_id": n.work_id,
                 "payload": n.payload,
                 "created_at": n.created_at,
+                "push_silent": n.push_silent,
                 **_delivery_columns(n),
             }
             for n in new

@@ -48,6 +48,8 @@ profiles = Table(
     # The identity the app's tokens name (a Firebase uid, a Django user id, ...); NULL once erased.
     Column("external_id", String(128)),
     Column("deleted_at", UtcDateTime),  # erased: personal data gone, kept for its orders' history
+    # What the user wants pushed and when quietly (domain.preferences); NULL: the defaults.
+    Column("notification_preferences", JSON),
     CheckConstraint("role IN ('seeker', 'provider', 'operator')", name="role"),
 )
 Index("ix_profiles_external_id", profiles.c.external_id, unique=True)
@@ -125,6 +127,8 @@ notifications = Table(
     Column("last_attempt_at", UtcDateTime),
     Column("delivered_at", UtcDateTime),
     Column("opened_at", UtcDateTime),
+    # Created in the recipient's quiet hours: the push goes silent (no sound, no alert).
+    Column("push_silent", Boolean, nullable=False, server_default=text("false")),
 )
 # Due notifications for the dispatcher, a user's history, and a user's unacknowledged ones (replay).
 Index(

@@ -8,7 +8,8 @@ from datetime import datetime
 from application.delivery import NotificationDelivery
 from application.messages import notifications_for
 from application.ports import UnitOfWork
-from domain.notifications import Notification
+from domain.notifications import Notification, NotificationKind
+from domain.preferences import PushMode
 from domain.profiles import Profile
 from domain.work_orders import WorkOrder
 
@@ -32,9 +33,22 @@ async def save_notifications_for(
         order.events.clear()
     if not notifications:
         return []
+    for n in notifications:
+        _apply_preferences(n, people[n.recipient_id], now)
     lease_until = delivery.lease_until()
     for n in notifications:
         n.start_attempt(now, lease_until)
     await uow.notifications.add_many(notifications)
     delivery.created(notifications)
     return notifications
+
+
+def _apply_preferences(n: Notification, recipient: Profile, now: datetime) -> None:
+    """The recipient's push preferences, read when the notification is created (a retry keeps the decision).
+    A job offer to a provider who is active for work is critical: always pushed, loud."""
+    critical = n.kind is NotificationKind.WORK_ASSIGNED and recipient.is_provider and recipient.is_active_for_work
+    match recipient.preferences.push_mode(n.kind, critical, now):
+        case PushMode.OFF:
+            n.push_turned_off()
+        case PushMode.SILENT:
+            n.push_silent = True

@@ -36,6 +36,7 @@ from entrypoints.http.errors import EXCEPTION_HANDLERS, RequestRejected, error_b
 from entrypoints.http.guards import CALLER_ID, caller_id
 from entrypoints.http.idempotency import on_replayed
 from entrypoints.http.limits import on_rate_limited
+from entrypoints.http.preferences import NotificationPreferencesController
 from entrypoints.http.profiles import ProfilesController
 from entrypoints.http.schemas import Envelope, HealthData, envelope, error_responses
 from entrypoints.http.socket_protocol import asyncapi_document
@@ -88,6 +89,8 @@ INJECTED = (
     "erase_profile",
     "import_profiles",
     "show_profile",
+    "show_notification_preferences",
+    "change_notification_preferences",
     "unregister_device",
     "get_work_order",
     "complete_work",
@@ -321,6 +324,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app = WorkcastApp(
         route_handlers=[
             ProfilesController,
+            NotificationPreferencesController,
             AdminProfilesController,
             AdminWorkOrdersController,
             *socket_paths_over_http(),
