@@ -281,6 +281,7 @@ class NotificationDelivery:
         for device, result in zip(attempt.devices, results, strict=True):
             if isinstance(result, PushSent):
                 attempt.record("push", AttemptOutcome.SENT, self._instance, result.message_id, device.id)
+                self._metrics.push_accepted(device.platform)
                 continue
             attempt.record("push", _OUTCOME_OF[type(result)], self._instance, result.reason, device.id)
             self._metrics.push_error(result.reason.split(":", 1)[0])

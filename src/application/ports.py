@@ -154,8 +154,11 @@ class DeliveryStats:
     by_socket_state: Mapping[str, int]
     push_errors: Mapping[str, int]  # the most frequent push error reasons
     opened: int = 0  # of those, how many the user opened
-    # per kind: created, sent (a channel reached the user), delivered (acknowledged), opened
+    # per kind: created, sent (a channel reached the user), pushed and on_socket (sent per channel),
+    # delivered (acknowledged), opened
     by_kind: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # per device platform (from the push attempts' devices): pushed, delivered, opened
+    by_platform: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # seconds from creation to the ack and to the open: p50, p90, p99 and how many samples
     time_to_ack: Mapping[str, float | None] = field(default_factory=dict)
     time_to_open: Mapping[str, float | None] = field(default_factory=dict)
@@ -391,11 +394,14 @@ class DeliveryMetrics(Protocol):
 
     def push_error(self, code: str) -> None: ...
 
-    def acknowledged(self, channel: str, seconds_since_created: float) -> None:
+    def acknowledged(self, channel: str, kind: str, seconds_since_created: float) -> None:
         """The app confirmed it showed a notification (``socket`` or ``http``)."""
 
-    def opened(self, channel: str, seconds_since_created: float) -> None:
+    def opened(self, channel: str, kind: str, seconds_since_created: float) -> None:
         """The user opened a notification (tapped the push or the in-app item)."""
+
+    def push_accepted(self, platform: str) -> None:
+        """FCM accepted a push for a device of this platform (the funnel by platform)."""
 
 
 class NoDeliveryMetrics(DeliveryMetrics):
@@ -410,10 +416,13 @@ class NoDeliveryMetrics(DeliveryMetrics):
     def push_error(self, code: str) -> None:
         return None
 
-    def acknowledged(self, channel: str, seconds_since_created: float) -> None:
+    def acknowledged(self, channel: str, kind: str, seconds_since_created: float) -> None:
         return None
 
-    def opened(self, channel: str, seconds_since_created: float) -> None:
+    def opened(self, channel: str, kind: str, seconds_since_created: float) -> None:
+        return None
+
+    def push_accepted(self, platform: str) -> None:
         return None
 
 

@@ -330,3 +330,26 @@ async def test_bad_preferences_are_refused_naming_the_field(fcm_server, admin):
             error_of(r, 422, r.json().get("code", ""), field)
         error_of(await http.put(url, json={}), 401, "not_authenticated")
         assert (await http.get(url, headers=user.headers)).json()["data"]["quiet_hours"] is None  # nothing saved
+
+
+async def test_the_funnel_by_platform_counts_what_fcm_accepted(fcm, fcm_server, admin):
+    from domain.profiles import Role
+
+    seeker, provider = await admin.seeker(), await admin.provider()
+    operator = await admin.user(Role.OPERATOR, "Olga Operator")
+    async with httpx.AsyncClient(base_url=fcm_server.base_url) as http:
+        device = {"fcm_token": f"iphone-{provider.id}", "platform": "ios"}
+        await http.post("/api/1/profiles/fcm-token/", json=device, headers=provider.headers)
+        r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
+        assert r.json()["data"]["fcm_sent"] is True
+        opened = await http.post(
+            f"/api/1/profiles/notifications/{r.json()['data']['notification_id']}/opened/", headers=provider.headers
+        )
+        assert opened.status_code == 200
+        stats = (
+            await http.get("/api/1/profiles/notifications/stats/", params={"hours": 1}, headers=operator.headers)
+        ).json()["data"]
+    ios = stats["by_platform"]["ios"]
+    assert ios["pushed"] >= ios["delivered"] >= ios["opened"] >= 1
+    offers = stats["by_kind"]["work_assigned"]
+    assert offers["created"] >= offers["sent"] >= offers["pushed"] >= 1 and offers["on_socket"] >= 0

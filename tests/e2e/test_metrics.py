@@ -76,9 +76,8 @@ async def test_acks_disconnects_backlog_and_the_pool_are_measured(server, admin,
 
     async def measured() -> bool:
         found = samples((await http.get("/metrics")).text)
-        acked = value(found, "workcast_acks_total", channel="socket") - value(
-            before, "workcast_acks_total", channel="socket"
-        )
+        offers = {"channel": "socket", "kind": "work_assigned"}
+        acked = value(found, "workcast_acks_total", **offers) - value(before, "workcast_acks_total", **offers)
         closed = value(found, "workcast_socket_disconnects_total", role="provider", code="1000") - value(
             before, "workcast_socket_disconnects_total", role="provider", code="1000"
         )

@@ -211,4 +211,5 @@ async def test_the_app_reports_opened_notifications_over_http_and_socket(server,
     assert stats["time_to_ack"]["samples"] >= stats["time_to_open"]["samples"]
     assert stats["time_to_ack"]["p50"] <= stats["time_to_ack"]["p90"] <= stats["time_to_ack"]["p99"]
     metrics = (await http.get("/metrics")).text
-    assert 'workcast_opens_total{channel="socket"}' in metrics and 'workcast_opens_total{channel="http"}' in metrics
+    opens = 'workcast_opens_total{channel="%s",kind="work_assigned"}'
+    assert opens % "socket" in metrics and opens % "http" in metrics

@@ -380,13 +380,34 @@ class MemoryNotificationRepository(NotificationRepository):
         errors = Counter(n.push_error for n in recent if n.push_error)
         by_kind: dict[str, dict[str, int]] = {}
         for n in recent:
-            funnel = by_kind.setdefault(n.kind.value, {"created": 0, "sent": 0, "delivered": 0, "opened": 0})
+            funnel = by_kind.setdefault(
+                n.kind.value, {"created": 0, "sent": 0, "pushed": 0, "on_socket": 0, "delivered": 0, "opened": 0}
+            )
             funnel["created"] += 1
             funnel["sent"] += n.delivery_status.value in ("sent", "delivered")
+            funnel["pushed"] += n.push_state is PushState.SENT
+            funnel["on_socket"] += n.socket_state is SocketState.SENT
+            funnel["delivered"] += n.delivered_at is not None
+            funnel["opened"] += n.opened_at is not None
+        by_platform: dict[str, dict[str, int]] = {}
+        recent_ids = {n.id: n for n in recent}
+        pushed_to = {
+            (a.notification_id, self._t.devices[a.device_id].platform)
+            for a in self._t.attempts.values()
+            if a.channel == "push"
+            and a.outcome == "sent"
+            and a.notification_id in recent_ids
+            and a.device_id in self._t.devices
+        }
+        for notification_id, platform in pushed_to:
+            n = recent_ids[notification_id]
+            funnel = by_platform.setdefault(platform, {"pushed": 0, "delivered": 0, "opened": 0})
+            funnel["pushed"] += 1
             funnel["delivered"] += n.delivered_at is not None
             funnel["opened"] += n.opened_at is not None
         return DeliveryStats(
             by_kind=by_kind,
+            by_platform=by_platform,
             opened=sum(n.opened_at is not None for n in recent),
             total=len(recent),
             by_delivery_status=dict(Counter(n.delivery_status.value for n in recent)),

@@ -26,6 +26,7 @@ from application.ports import DeliveryMetrics
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
 # Socket close codes are chosen by clients too: any other code is counted as "other" (bounded labels).
 KNOWN_CLOSE_CODES = frozenset({1000, 1001, 1005, 1006, 1008, 1011, 1012, 1013, 4401, 4403, 4408, 4409, 4429, 4503})
+KNOWN_PLATFORMS = frozenset({"android", "ios", "web"})
 ACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -72,18 +73,28 @@ class PrometheusMetrics(DeliveryMetrics):
             ["role", "code"],
             registry=r,
         )
-        self.acks = Counter("workcast_acks", "Notifications the app acknowledged, by channel", ["channel"], registry=r)
+        self.acks = Counter(
+            "workcast_acks", "Notifications the app acknowledged, by channel and kind", ["channel", "kind"], registry=r
+        )
         self.ack_latency = Histogram(
             "workcast_ack_latency_seconds",
             "From the notification's commit to the app's acknowledgement",
             buckets=ACK_BUCKETS,
             registry=r,
         )
-        self.opens = Counter("workcast_opens", "Notifications the user opened, by channel", ["channel"], registry=r)
+        self.opens = Counter(
+            "workcast_opens", "Notifications the user opened, by channel and kind", ["channel", "kind"], registry=r
+        )
         self.open_latency = Histogram(
             "workcast_open_latency_seconds",
             "From the notification's commit to the user opening it",
             buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.pushes_accepted = Counter(
+            "workcast_pushes_accepted",
+            "Pushes FCM accepted, by the device's platform (one per device)",
+            ["platform"],
             registry=r,
         )
         self.locations_written = Counter(
@@ -140,13 +151,17 @@ class PrometheusMetrics(DeliveryMetrics):
     def push_error(self, code: str) -> None:
         self.push_errors.labels(code if _CODE.fullmatch(code) else "OTHER").inc()
 
-    def acknowledged(self, channel: str, seconds_since_created: float) -> None:
-        self.acks.labels(channel).inc()
+    def acknowledged(self, channel: str, kind: str, seconds_since_created: float) -> None:
+        self.acks.labels(channel, kind).inc()
         self.ack_latency.observe(seconds_since_created)
 
-    def opened(self, channel: str, seconds_since_created: float) -> None:
-        self.opens.labels(channel).inc()
+    def opened(self, channel: str, kind: str, seconds_since_created: float) -> None:
+        self.opens.labels(channel, kind).inc()
         self.open_latency.observe(seconds_since_created)
+
+    def push_accepted(self, platform: str) -> None:
+        # The platform is the app's word: anything unexpected is "other", so the label set stays small.
+        self.pushes_accepted.labels(platform if platform in KNOWN_PLATFORMS else "other").inc()
 
     # --- the rest ------------------------------------------------------------------------------------
 

@@ -33,7 +33,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.geo.rows import position_columns
 from adapters.sqlalchemy.batches import delete_oldest
 from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
-from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_offers, work_orders
+from adapters.sqlalchemy.tables import (
+    delivery_attempts,
+    device_tokens,
+    notifications,
+    profiles,
+    work_offers,
+    work_orders,
+)
 from adapters.sqlalchemy.types import UtcDateTime
 from application.errors import DuplicateExternalId
 from application.ports import (
@@ -777,6 +784,8 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
                 notifications.c.kind,
                 func.count(),
                 func.sum(case((reached, 1), else_=0)),
+                func.sum(case((notifications.c.push_state == "sent", 1), else_=0)),
+                func.sum(case((notifications.c.socket_state == "sent", 1), else_=0)),
                 func.count(notifications.c.delivered_at),
                 func.count(notifications.c.opened_at),
             )
@@ -784,11 +793,19 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             .group_by(notifications.c.kind)
         )
         by_kind = {
-            kind: {"created": created, "sent": int(sent or 0), "delivered": delivered, "opened": opened_count}
-            for kind, created, sent, delivered, opened_count in kinds.all()
+            kind: {
+                "created": created,
+                "sent": int(sent or 0),
+                "pushed": int(pushed or 0),
+                "on_socket": int(on_socket or 0),
+                "delivered": delivered,
+                "opened": opened_count,
+            }
+            for kind, created, sent, pushed, on_socket, delivered, opened_count in kinds.all()
         }
         return DeliveryStats(
             by_kind=by_kind,
+            by_platform=await self._funnel_by_platform(recent),
             opened=opened,
             total=sum(by_status.values()),
             by_delivery_status=by_status,
@@ -796,6 +813,31 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
             by_socket_state=await counts(notifications.c.socket_state),
             push_errors=await counts(notifications.c.push_error, top_errors),
         )
+
+    async def _funnel_by_platform(self, recent) -> dict[str, dict[str, int]]:
+        """A notification counts for a platform when FCM accepted its push for a device of that platform."""
+        pushed_to = (
+            select(delivery_attempts.c.notification_id, device_tokens.c.platform)
+            .join(device_tokens, device_tokens.c.id == delivery_attempts.c.device_id)
+            .where(delivery_attempts.c.channel == "push", delivery_attempts.c.outcome == "sent")
+            .distinct()
+            .subquery()
+        )
+        rows = await self._c.execute(
+            select(
+                pushed_to.c.platform,
+                func.count(),
+                func.count(notifications.c.delivered_at),
+                func.count(notifications.c.opened_at),
+            )
+            .join(notifications, notifications.c.id == pushed_to.c.notification_id)
+            .where(recent)
+            .group_by(pushed_to.c.platform)
+        )
+        return {
+            platform: {"pushed": pushed, "delivered": delivered, "opened": opened}
+            for platform, pushed, delivered, opened in rows.all()
+        }
 
     async def response_times(self, since: datetime, limit: int) -> tuple[list[float], list[float]]:
         rows = await self._c.execute(

@@ -40,7 +40,7 @@ class AcknowledgeNotification:
                 await uow.commit()
                 age = max(0.0, (now - notification.created_at).total_seconds())
                 if first:
-                    self._metrics.acknowledged("socket" if over_socket else "http", age)
+                    self._metrics.acknowledged("socket" if over_socket else "http", notification.kind.value, age)
                 if first_open:
-                    self._metrics.opened("socket" if over_socket else "http", age)
+                    self._metrics.opened("socket" if over_socket else "http", notification.kind.value, age)
         return notification

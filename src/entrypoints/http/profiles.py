@@ -355,6 +355,7 @@ class ProfilesController(Controller):
                 push_errors=dict(stats.push_errors),
                 opened=stats.opened,
                 by_kind={kind: dict(funnel) for kind, funnel in stats.by_kind.items()},
+                by_platform={platform: dict(funnel) for platform, funnel in stats.by_platform.items()},
                 time_to_ack=dict(stats.time_to_ack),
                 time_to_open=dict(stats.time_to_open),
             ),

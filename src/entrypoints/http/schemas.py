@@ -247,7 +247,8 @@ class DeliveryStatsData(Struct):
     by_socket_state: dict[str, int]
     push_errors: dict[str, int]
     opened: int = 0  # notifications the user opened (tapped)
-    by_kind: dict[str, dict[str, int]] = {}  # created, sent, delivered, opened per notification kind
+    by_kind: dict[str, dict[str, int]] = {}  # created, sent, pushed, on_socket, delivered, opened per kind
+    by_platform: dict[str, dict[str, int]] = {}  # pushed, delivered, opened per device platform
     time_to_ack: dict[str, float | None] = {}  # seconds: p50, p90, p99, samples
     time_to_open: dict[str, float | None] = {}
 
