@@ -86,9 +86,9 @@ async def test_the_sweep_forgets_attempts_past_retention_only(world):
     assert old == 2  # socket (not connected) + push (skipped: no device)
 
     keep = Retention(attempts=timedelta(days=30), notifications=timedelta(days=365))
-    deleted = await SweepOldRecords(world.uow, world.clock, keep).execute()
+    deleted, backlog = await SweepOldRecords(world.uow, world.clock, keep).execute()
 
-    assert deleted == old
+    assert deleted == old and backlog is False
     assert await _attempts(world, first.notification_id) == []
     assert len(await _attempts(world, second.notification_id)) == 2
 
@@ -115,3 +115,17 @@ async def test_an_operator_retries_a_failed_notification_with_a_fresh_set_of_att
     await world.acknowledge.execute(provider.id, assignment.notification_id)
     with pytest.raises(InvalidTransition):
         await retry.execute(assignment.notification_id)
+
+
+async def test_a_sweep_that_hits_its_cap_says_more_is_left(world, monkeypatch):
+    import application.use_cases.sweep_old_records as sweeping
+
+    monkeypatch.setattr(sweeping, "SWEEP_BATCH", 1)
+    seeker, provider = await world.seeker(), await world.provider()
+    for _ in range(3):
+        await world.assign(seeker, provider)
+    await world.settle()
+    world.clock.advance(timedelta(days=40))
+    keep = Retention(attempts=timedelta(days=30), notifications=timedelta(days=365))
+    deleted, backlog = await SweepOldRecords(world.uow, world.clock, keep).execute(max_batches=2)
+    assert (deleted, backlog) == (2, True)  # 6 attempts old, 2 batches of 1 allowed: the dispatcher comes back soon

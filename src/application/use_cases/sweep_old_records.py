@@ -26,11 +26,12 @@ class SweepOldRecords:
         self._clock = clock
         self._retention = retention
 
-    async def execute(self, max_batches: int = 20) -> int:
-        """Returns how many rows were deleted; each kind stops after ``max_batches`` (the next sweep goes on)."""
+    async def execute(self, max_batches: int = 20) -> tuple[int, bool]:
+        """Returns how many rows were deleted, and whether a kind stopped at ``max_batches`` with more to delete
+        (the caller sweeps again soon)."""
         now = self._clock.now()
         keep = self._retention
-        deleted = 0
+        deleted, backlog = 0, False
         for forget in (
             lambda uow: uow.attempts.delete_before(now - keep.attempts, SWEEP_BATCH),
             lambda uow: uow.notifications.delete_before(now - keep.notifications, SWEEP_BATCH),
@@ -44,4 +45,6 @@ class SweepOldRecords:
                 deleted += count
                 if count < SWEEP_BATCH:
                     break
-        return deleted
+            else:
+                backlog = True
+        return deleted, backlog
