@@ -62,7 +62,7 @@ async def query_timings(env: dict, user_id: int, rounds: int = 200) -> dict:
     from entrypoints.settings import Settings
 
     container = build_container(Settings.from_env(env))
-    uow_factory = container.unit_of_work.provider
+    uow_factory = container.unit_of_work
     now = datetime.now(UTC)
     timings: dict[str, list[float]] = {"replay_on_connect": [], "history_page": [], "dispatcher_due": []}
     try:
