@@ -77,7 +77,7 @@ class NotificationPreferences:
     quiet_hours: QuietHours | None = None
 
     @classmethod
-    def build(cls, push: dict[str, bool], quiet_hours: tuple[str, str, str] | None) -> NotificationPreferences:
+    def build(cls, push: dict[str, object], quiet_hours: tuple[str, str, str] | None) -> NotificationPreferences:
         """From what a user sends: ``push`` maps kind names to on/off (kinds left out stay on);
         ``quiet_hours`` is (start 'HH:MM', end 'HH:MM', IANA zone). Errors name the field."""
         muted = set()
