@@ -97,20 +97,20 @@ def auto_provision(settings: Settings) -> AutoProvision:
 
 def pick_broker(settings: Settings) -> RealtimeBroker:
     if settings.redis_url:
-        return RedisBroker(settings.redis_url, prefix=settings.redis_key_prefix)
+        return RedisBroker(settings.redis_url, prefix=settings.redis_key_prefix, cluster=settings.redis_cluster)
     return InProcessBroker()
 
 
 def pick_rate_limiter(settings: Settings) -> RateLimiter:
     """Through Redis when there is one (a limit holds across instances), else in this process."""
     if settings.redis_url:
-        return RedisRateLimiter(settings.redis_url, prefix=settings.redis_key_prefix)
+        return RedisRateLimiter(settings.redis_url, prefix=settings.redis_key_prefix, cluster=settings.redis_cluster)
     return InProcessRateLimiter()
 
 
 def pick_socket_registry(settings: Settings) -> SocketRegistry:
     if settings.redis_url:
-        return RedisSocketRegistry(settings.redis_url, prefix=settings.redis_key_prefix)
+        return RedisSocketRegistry(settings.redis_url, prefix=settings.redis_key_prefix, cluster=settings.redis_cluster)
     return InProcessSocketRegistry()
 
 

@@ -40,7 +40,8 @@ class Settings:
     db_connect_timeout: float
     db_statement_timeout_ms: int
     auto_migrate: bool
-    redis_url: str | None = field(repr=False)  # may carry a password
+    redis_url: str | None = field(repr=False)  # may carry a password; REDIS_CLUSTER_URL's node when clustered
+    redis_cluster: bool  # REDIS_CLUSTER_URL: sharded pub/sub, keys hash-tagged per user
     redis_key_prefix: str
     push_backend: PushBackend
     firebase_credentials_path: Path | None
@@ -116,6 +117,8 @@ class Settings:
         preset = read.choice("AUTH_PRESET", "none", ("none", "firebase", "simplejwt"))
         defaults = _preset_defaults(preset, read)
         algorithm = read.choice("JWT_ALGORITHM", defaults.get("algorithm", "HS256"), ("HS256", "RS256", "ES256"))
+        if read.text("REDIS_URL", "") and read.text("REDIS_CLUSTER_URL", ""):
+            raise SettingsError("set REDIS_URL (one Redis) or REDIS_CLUSTER_URL (a Redis Cluster node), not both")
         settings = cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -128,7 +131,8 @@ class Settings:
             db_connect_timeout=read.number("DB_CONNECT_TIMEOUT_SECONDS", 5.0),
             db_statement_timeout_ms=read.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=1),
             auto_migrate=read.boolean("AUTO_MIGRATE", database_url is None),
-            redis_url=read.text("REDIS_URL", "") or None,
+            redis_url=read.text("REDIS_URL", "") or read.text("REDIS_CLUSTER_URL", "") or None,
+            redis_cluster=bool(read.text("REDIS_CLUSTER_URL", "")),
             redis_key_prefix=read.text("REDIS_KEY_PREFIX", "workcast") or "workcast",
             push_backend=PushBackend(read.choice("PUSH_BACKEND", "log", tuple(b.value for b in PushBackend))),
             firebase_credentials_path=_path(

@@ -9,6 +9,7 @@ runs on Redis Cluster too. Buckets expire once they would be full again: idle us
 from __future__ import annotations
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from application.errors import LimiterUnavailable
@@ -34,9 +35,11 @@ return tostring(wait)
 
 
 class RedisRateLimiter(RateLimiter):
-    def __init__(self, url: str, prefix: str, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, prefix: str, timeout: float = 0.5, cluster: bool = False) -> None:
         # A short timeout: a slow Redis must not hold requests up (the caller lets them through).
-        self._client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        # One key per script call, so a Redis Cluster routes each to the shard that owns it.
+        connect = RedisCluster.from_url if cluster else redis.from_url
+        self._client = connect(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._take = self._client.register_script(TAKE)
         self._prefix = f"{prefix}:limit:"
 

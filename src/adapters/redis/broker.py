@@ -16,6 +16,13 @@ plain pub/sub, cannot tell the publisher whether a socket really received the me
 
 Presence: each instance keeps a field per local user in ``{prefix}:online:{id}`` (a hash of instance
 -> expiry time), refreshed every ``presence_ttl / 3``; a crashed instance's fields simply expire.
+
+Redis Cluster (``cluster=True``, REDIS_CLUSTER_URL): the same protocol over *sharded* pub/sub (SPUBLISH,
+SSUBSCRIBE: a message travels only within the shard that owns its channel, so pub/sub scales with the
+shards instead of being broadcast to every node), and every name of a user carries the user id as a hash
+tag (``{prefix}:user:{42}``, ``{prefix}:online:{42}``) so that one user's channel and keys live on one
+shard. redis-py's ClusterPubSub holds a connection per shard; when one fails (a master restarted, a
+failover, a slot moved), the listener drops them all, and subscribes again from a fresh one.
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from adapters.redis.shards import ShardSubscribers
 from application.errors import BrokerUnavailable
 from application.local_sockets import LocalSockets
 from application.ports import BrokerReconnected, RealtimeBroker, SocketSink
@@ -53,14 +63,16 @@ class RedisBroker(RealtimeBroker):
         ack_timeout: float = 1.0,
         presence_ttl: float = 30.0,
         send_timeout: float = 5.0,
+        cluster: bool = False,
     ) -> None:
         self._url = url
+        self._cluster = cluster
         self._prefix = prefix
         self._ack_timeout = ack_timeout
         self._presence_ttl = presence_ttl
         self.instance = uuid.uuid4().hex[:12]
         self.sockets = LocalSockets(send_timeout)
-        self._reply_channel = f"{prefix}:ack:{self.instance}"
+        self._reply_channel = f"{prefix}:ack:{{{self.instance}}}" if cluster else f"{prefix}:ack:{self.instance}"
         self._ids = itertools.count(1)
         self._waiting: dict[str, _Delivery] = {}
         self._client: redis.Redis | None = None
@@ -75,14 +87,23 @@ class RedisBroker(RealtimeBroker):
 
     async def start(self) -> None:
         # Commands: fail fast. The subscriber connection: no read timeout, it waits for messages.
-        self._client = redis.from_url(self._url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True)
-        subscriber = redis.from_url(self._url, socket_timeout=None, socket_connect_timeout=2.0, decode_responses=True)
-        self._pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        self._client = self._connect(socket_timeout=2.0)
         self._subscribe_lock = asyncio.Lock()
+        if self._cluster:
+            self._pubsub = None  # made by the listener, once the cluster's slots are known
+        else:
+            subscriber = self._connect(socket_timeout=None)
+            self._pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
         self._tasks = [
             asyncio.create_task(self._listen(), name="redis-broker-listener"),
             asyncio.create_task(self._keep_presence(), name="redis-broker-presence"),
         ]
+
+    def _connect(self, socket_timeout: float | None) -> Any:
+        options = {"socket_timeout": socket_timeout, "socket_connect_timeout": 2.0, "decode_responses": True}
+        if self._cluster:
+            return RedisCluster.from_url(self._url, **options)
+        return redis.from_url(self._url, **options)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -112,9 +133,7 @@ class RedisBroker(RealtimeBroker):
         delivery = _Delivery()
         self._waiting[message_id] = delivery
         try:
-            listeners = await self._client.publish(
-                self._user_channel(user_id), f"{message_id}|{self._reply_channel}|{text}"
-            )
+            listeners = await self._publish(self._user_channel(user_id), f"{message_id}|{self._reply_channel}|{text}")
             elsewhere = listeners - (1 if here else 0)
             if reached_here or elsewhere <= 0:
                 return reached_here
@@ -141,8 +160,11 @@ class RedisBroker(RealtimeBroker):
 
     async def unsubscribe(self, user_id: int, sink: SocketSink) -> None:
         if self.sockets.remove(user_id, sink):
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(self._user_channel(user_id))
+            with contextlib.suppress(RedisError, OSError, AttributeError):  # AttributeError: no pubsub right now
+                if self._cluster:
+                    await self._pubsub.sunsubscribe(self._user_channel(user_id))
+                else:
+                    await self._pubsub.unsubscribe(self._user_channel(user_id))
             with contextlib.suppress(RedisError, OSError):
                 await self._forget_presence([user_id])
 
@@ -172,14 +194,42 @@ class RedisBroker(RealtimeBroker):
     # --- internals -------------------------------------------------------------------------------------
 
     def _user_channel(self, user_id: int) -> str:
-        return f"{self._prefix}:user:{user_id}"
+        return f"{self._prefix}:user:{{{user_id}}}" if self._cluster else f"{self._prefix}:user:{user_id}"
 
     def _presence_key(self, user_id: int) -> str:
-        return f"{self._prefix}:online:{user_id}"
+        return f"{self._prefix}:online:{{{user_id}}}" if self._cluster else f"{self._prefix}:online:{user_id}"
+
+    async def _publish(self, channel: str, data: str) -> int:
+        if self._cluster:
+            return await self._client.spublish(channel, data)
+        return await self._client.publish(channel, data)
 
     async def _subscribe(self, *channels: str) -> None:
         async with self._subscribe_lock:
-            await self._pubsub.subscribe(*channels)
+            if self._cluster:
+                if self._pubsub is None:
+                    raise RedisConnectionError("the cluster subscriber is reconnecting")
+                await self._pubsub.ssubscribe(*channels)
+            else:
+                await self._pubsub.subscribe(*channels)
+
+    async def _fresh_cluster_pubsub(self) -> None:
+        """Drop every shard connection of the old subscriber; a new one, from a fresh slot map."""
+        old, self._pubsub = self._pubsub, None
+        if old is not None:
+            await old.aclose()
+        await self._client.initialize()  # re-reads the slot map: a failover or a moved slot is seen now
+        self._pubsub = ShardSubscribers(self._client)
+
+    async def _messages(self):
+        """The subscriber's messages: ``(channel, data)``."""
+        if self._cluster:
+            async for item in self._pubsub.messages():
+                yield item
+            return
+        async for message in self._pubsub.listen():
+            if message.get("type") == "message":
+                yield message["channel"], message["data"]
 
     async def _listen(self) -> None:
         """The one subscriber connection of this instance. Reconnects with backoff and resubscribes."""
@@ -187,6 +237,8 @@ class RedisBroker(RealtimeBroker):
         lost_at: float | None = None
         while True:
             try:
+                if self._cluster:
+                    await self._fresh_cluster_pubsub()
                 wanted = [self._reply_channel] + [self._user_channel(u) for u in self.sockets.users()]
                 await self._subscribe(*wanted)
                 if lost_at is not None:
@@ -196,9 +248,8 @@ class RedisBroker(RealtimeBroker):
                     lost_at = None
                 self._listening.set()
                 backoff = 0.1
-                async for message in self._pubsub.listen():
-                    if message.get("type") == "message":
-                        await self._on_message(message["channel"], message["data"])
+                async for channel, data in self._messages():
+                    await self._on_message(channel, data)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:
@@ -234,7 +285,7 @@ class RedisBroker(RealtimeBroker):
         message_id, reply_channel, text = data.split("|", 2)
         if reply_channel == self._reply_channel:
             return  # our own message: its local sockets were served when it was published
-        user_id = int(channel.rsplit(":", 1)[1])
+        user_id = int(channel.rsplit(":", 1)[1].strip("{}"))
         # Write to local sockets without holding up the listener; report how many got it.
         task = asyncio.create_task(self._deliver_locally(user_id, text, message_id, reply_channel))
         self._in_flight.add(task)
@@ -243,7 +294,7 @@ class RedisBroker(RealtimeBroker):
     async def _deliver_locally(self, user_id: int, text: str, message_id: str, reply_channel: str) -> None:
         reached = await self.sockets.send(user_id, text)
         with contextlib.suppress(RedisError, OSError):
-            await self._client.publish(reply_channel, f"{message_id}|{reached}")
+            await self._publish(reply_channel, f"{message_id}|{reached}")
 
     async def _keep_presence(self) -> None:
         while True:

@@ -8,6 +8,7 @@ the oldest, so they are the first taken out: the set heals itself (and expires w
 from __future__ import annotations
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from application.errors import BrokerUnavailable
@@ -26,10 +27,9 @@ return oldest
 
 
 class RedisSocketRegistry(SocketRegistry):
-    def __init__(self, url: str, prefix: str, timeout: float = 1.0) -> None:
-        self._client = redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+    def __init__(self, url: str, prefix: str, timeout: float = 1.0, cluster: bool = False) -> None:
+        connect = RedisCluster.from_url if cluster else redis.from_url  # one key per call: any shard will do
+        self._client = connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
         self._register = self._client.register_script(REGISTER)
         self._prefix = f"{prefix}:sockets:"
 

@@ -1,0 +1,99 @@
+"""Sharded pub/sub on a Redis Cluster: one subscriber connection per shard, each read by its own task.
+
+Why not redis-py's ClusterPubSub alone: its ``get_sharded_message`` polls the shards one after the other,
+waiting up to its timeout on each, so a message on the third shard waits for the first two to time out
+(measured: the publisher's 1 s wait for an answer ran out, ``websocket_sent`` was false). Here every shard's
+connection has a reader of its own and messages arrive as soon as they are read. Routing uses the cluster
+client's slot map (``get_node_from_key``); any failure of any shard is reported to the consumer, which
+rebuilds everything from a fresh slot map (a restarted master, a failover, a moved slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+
+
+class ShardSubscribers:
+    def __init__(self, cluster: RedisCluster, connect_timeout: float = 2.0) -> None:
+        self._cluster = cluster
+        self._connect_timeout = connect_timeout
+        self._pubsubs: dict[str, Any] = {}  # node name -> its PubSub
+        self._readers: list[asyncio.Task] = []
+        self._channel_node: dict[str, str] = {}
+        self._inbox: asyncio.Queue[tuple[str, str] | BaseException] = asyncio.Queue()
+
+    async def ssubscribe(self, *channels: str) -> None:
+        by_node: dict[str, list[str]] = {}
+        for channel in channels:
+            node = self._cluster.get_node_from_key(channel)
+            by_node.setdefault(node.name, []).append(channel)
+            self._channel_node[channel] = node.name
+        for name, wanted in by_node.items():
+            new = name not in self._pubsubs
+            pubsub = self._pubsub_of(name)
+            try:
+                await pubsub.ssubscribe(*wanted)
+            except Exception as error:
+                # A subscription that did not take must not be forgotten: the consumer rebuilds everything
+                # (and subscribes these channels again) once the shard answers.
+                self._inbox.put_nowait(error)
+                raise
+            if new:  # read once subscribed: listen() on a connection with no subscription returns at once
+                self._readers.append(asyncio.create_task(self._read(pubsub), name=f"redis-shard-{name}"))
+
+    async def sunsubscribe(self, channel: str) -> None:
+        name = self._channel_node.pop(channel, None)
+        if name in self._pubsubs:
+            await self._pubsubs[name].sunsubscribe(channel)
+
+    async def messages(self) -> AsyncIterator[tuple[str, str]]:
+        """``(channel, data)`` from every shard; raises the first failure of any of them."""
+        while True:
+            item = await self._inbox.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def aclose(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        for pubsub in self._pubsubs.values():
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+                await pubsub.connection_pool.disconnect()  # type: ignore[union-attr]
+
+    def _pubsub_of(self, node_name: str) -> Any:
+        pubsub = self._pubsubs.get(node_name)
+        if pubsub is None:
+            node = self._cluster.get_node(node_name=node_name)
+            client = redis.Redis(
+                host=node.host,
+                port=node.port,
+                socket_timeout=None,
+                socket_connect_timeout=self._connect_timeout,
+                decode_responses=True,
+                **self._credentials(),
+            )
+            pubsub = self._pubsubs[node_name] = client.pubsub(ignore_subscribe_messages=True)
+        return pubsub
+
+    def _credentials(self) -> dict[str, Any]:
+        kwargs = self._cluster.get_connection_kwargs()
+        return {key: kwargs[key] for key in ("username", "password") if kwargs.get(key)}
+
+    async def _read(self, pubsub: Any) -> None:
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "smessage":
+                    self._inbox.put_nowait((message["channel"], message["data"]))
+            self._inbox.put_nowait(redis.ConnectionError("a shard subscriber stopped"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # reported to the consumer, which rebuilds the subscribers
+            self._inbox.put_nowait(error)
