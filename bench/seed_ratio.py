@@ -95,7 +95,7 @@ def run_workcast(stack: Path, bench_dir: Path, args) -> dict:
     port = free_port()
     with open(bench_dir / "workcast-server.log", "ab") as server_log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
             env={**os.environ, **env},
             stdout=server_log,
             stderr=subprocess.STDOUT,
@@ -156,18 +156,23 @@ def main() -> None:
     parser.add_argument("--providers", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="workcast serve --workers (the seed runs one)")
+    parser.add_argument("--skip-seed", action="store_true", help="workcast only (e.g. to compare --workers)")
     args = parser.parse_args()
     stack = args.seed_stack.resolve()
     bench_dir = Path(os.environ.get("BENCH_DIR", "/tmp/bench"))
     sh(str(stack / "infra.sh"), "setup", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
     sh(str(stack / "infra.sh"), "start", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
     try:
-        seed = figures(run_seed(stack, bench_dir, args))
+        seed = None if args.skip_seed else figures(run_seed(stack, bench_dir, args))
         log(f"seed: {seed}")
         ours = figures(run_workcast(stack, bench_dir, args))
         log(f"workcast: {ours}")
     finally:
         sh(str(stack / "infra.sh"), "stop", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
+    if seed is None:
+        print(json.dumps({"workcast": ours, "workers": args.workers}))
+        return
     ratio = ours["req_per_s"] / seed["req_per_s"] if seed["req_per_s"] else None
     print("| | seed stack | workcast | ratio |")
     print("| --- | --- | --- | --- |")
