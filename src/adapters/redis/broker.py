@@ -21,8 +21,9 @@ Redis Cluster (``cluster=True``, REDIS_CLUSTER_URL): the same protocol over *sha
 SSUBSCRIBE: a message travels only within the shard that owns its channel, so pub/sub scales with the
 shards instead of being broadcast to every node), and every name of a user carries the user id as a hash
 tag (``{prefix}:user:{42}``, ``{prefix}:online:{42}``) so that one user's channel and keys live on one
-shard. redis-py's ClusterPubSub holds a connection per shard; when one fails (a master restarted, a
-failover, a slot moved), the listener drops them all, and subscribes again from a fresh one.
+shard. ``ShardSubscribers`` holds a subscriber connection per shard, each with its own reader; when one
+fails (a master restarted, a failover, a slot moved), the listener drops them all and subscribes again from
+a fresh slot map, then catches up as after a Redis restart.
 """
 
 from __future__ import annotations
