@@ -1,4 +1,4 @@
-"""The operators' SQL in README runs on both engines and agrees with the code's delivery status."""
+"""The operators' SQL in docs/operating.md runs on both engines and agrees with the code's delivery status."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from application.ports import PushTokenInvalid
 from tests.unit.conftest import make_world
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+OPERATING = (Path(__file__).resolve().parents[2] / "docs" / "operating.md").read_text()
 
 
-def test_readme_shows_the_queries_the_tests_run():
+def test_the_operating_guide_shows_the_queries_the_tests_run():
     for query in (monitoring.DELIVERY_STATUS_COUNTS, monitoring.RECENT_WORK_ORDERS, monitoring.ACTIVE_PROVIDERS):
-        assert query in README
+        assert query in OPERATING
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
