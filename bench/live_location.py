@@ -130,11 +130,12 @@ def main() -> None:
     parser.add_argument("--providers", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=TARGET_RATE)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--ws", default="wsproto", help="uvicorn's WebSocket implementation (workcast serve --ws)")
     args = parser.parse_args()
     with infrastructure("postgres") as env:
         log(f"creating {args.providers:,} providers")
         providers, (seeker,) = asyncio.run(seed_users(env, args.providers, 1))
-        with bench_server(env, "wsproto") as (port, _):
+        with bench_server(env, args.ws) as (port, _):
             baseline = summary(asyncio.run(assign_latencies(port, seeker, providers[0], 5)))
             log(f"assign-work, quiet: {baseline}")
             context = multiprocessing.get_context("spawn")
@@ -153,6 +154,7 @@ def main() -> None:
             child.join(60)
     written = metric(after, "workcast_locations_written_total") - metric(before, "workcast_locations_written_total")
     result = {
+        "ws": args.ws,
         "providers": args.providers,
         "sent_per_second": round(sent["sent"] / sent["seconds"]),
         "target_per_second": args.rate,
