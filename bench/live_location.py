@@ -19,8 +19,10 @@ import json
 import multiprocessing
 import random
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -117,6 +119,40 @@ async def assign_latencies(port: int, seeker: dict, provider: dict, seconds: flo
     return latencies
 
 
+# Where a stack's leaf frames live, to say what the server spent its time on.
+PROFILE_BUCKETS = (
+    ("websocket frames (wsproto)", "wsproto"),
+    ("websocket frames (websockets)", "websockets"),
+    ("HTTP parsing and ASGI (uvicorn, httptools, h11)", ("uvicorn", "httptools", "h11")),
+    ("workcast socket handling", ("entrypoints/http/sockets", "socket_protocol")),
+    ("live locations", "live_locations"),
+    ("database driver (psycopg, sqlalchemy)", ("psycopg", "sqlalchemy")),
+    ("redis", "redis"),
+    ("litestar", "litestar"),
+    ("msgspec", "msgspec"),
+    ("asyncio / uvloop (scheduling, I/O)", ("asyncio", "uvloop")),
+)
+
+
+def where_the_time_goes(path: Path) -> dict[str, str]:
+    """Shares of the sampled time by the library of each stack's innermost frame (py-spy's raw format)."""
+    totals: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        name = next(
+            (
+                label
+                for label, marks in PROFILE_BUCKETS
+                if any(m in leaf for m in ((marks,) if isinstance(marks, str) else marks))
+            ),
+            "other",
+        )
+        totals[name] = totals.get(name, 0) + int(count)
+    whole = sum(totals.values()) or 1
+    return {name: f"{count / whole:.0%}" for name, count in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
 def summary(latencies: list[float]) -> dict:
     latencies = sorted(latencies)
     return {
@@ -131,11 +167,14 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=TARGET_RATE)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--ws", default="wsproto", help="uvicorn's WebSocket implementation (workcast serve --ws)")
+    parser.add_argument(
+        "--profile", type=Path, help="record the server with py-spy during the storm (collapsed stacks to this file)"
+    )
     args = parser.parse_args()
     with infrastructure("postgres") as env:
         log(f"creating {args.providers:,} providers")
         providers, (seeker,) = asyncio.run(seed_users(env, args.providers, 1))
-        with bench_server(env, args.ws) as (port, _):
+        with bench_server(env, args.ws) as (port, server_pid):
             baseline = summary(asyncio.run(assign_latencies(port, seeker, providers[0], 5)))
             log(f"assign-work, quiet: {baseline}")
             context = multiprocessing.get_context("spawn")
@@ -147,7 +186,17 @@ def main() -> None:
             child.start()
             log(f"sockets open: {reports.get(timeout=600)['open']}")
             before = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            profiler = None
+            if args.profile:
+                spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server_pid)]
+                spy += ["--duration", str(int(args.seconds) - 5), "--format", "raw", "-o", str(args.profile)]
+                profiler = subprocess.Popen(
+                    [*spy, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
             storm = summary(asyncio.run(assign_latencies(port, seeker, providers[0], args.seconds - 1)))
+            if profiler is not None:
+                profiler.wait(60)
+                result_profile = where_the_time_goes(args.profile)
             sent = reports.get(timeout=600)
             time.sleep(3)
             after = httpx.get(f"http://127.0.0.1:{port}/metrics").text
@@ -155,6 +204,7 @@ def main() -> None:
     written = metric(after, "workcast_locations_written_total") - metric(before, "workcast_locations_written_total")
     result = {
         "ws": args.ws,
+        **({"profile": result_profile} if args.profile else {}),
         "providers": args.providers,
         "sent_per_second": round(sent["sent"] / sent["seconds"]),
         "target_per_second": args.rate,
