@@ -27,18 +27,21 @@ class LiveLocations:
         uow_factory: UnitOfWorkFactory,
         clock: Clock,
         flush_interval: timedelta = timedelta(seconds=1),
-        on_flush: Callable[[int, float], None] | None = None,
+        on_flush: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._interval = flush_interval.total_seconds()
         self._waiting: dict[int, tuple[GeoPoint, datetime]] = {}
-        self._on_flush = on_flush  # (positions written, age of the oldest in seconds): for the metrics
+        self._received = 0  # positions noted since the last flush (a newer one replaces a waiting one)
+        # (positions received, positions written, age of the oldest written in seconds): for the metrics
+        self._on_flush = on_flush
 
     def note(self, provider_id: int, position: GeoPoint) -> None:
         """Keep the provider's newest position for the next flush (an older waiting one is dropped)."""
         self._waiting.pop(provider_id, None)  # re-inserted last: the dict stays ordered by arrival
         self._waiting[provider_id] = (position, self._clock.now())
+        self._received += 1
 
     @property
     def waiting(self) -> int:
@@ -49,6 +52,7 @@ class LiveLocations:
         if not self._waiting:
             return 0
         batch, self._waiting = self._waiting, {}
+        received, self._received = self._received, 0
         now = self._clock.now()
         try:
             async with self._uow_factory() as uow:
@@ -57,10 +61,11 @@ class LiveLocations:
         except StorageUnavailable:
             # Put them back unless a newer position arrived meanwhile; the next flush tries again.
             self._waiting = batch | self._waiting
+            self._received += received
             raise
         if self._on_flush is not None:
             oldest = min(noted for _, noted in batch.values())
-            self._on_flush(len(batch), (now - oldest).total_seconds())
+            self._on_flush(received, len(batch), (now - oldest).total_seconds())
         return moved
 
     async def flush_forever(self) -> None:

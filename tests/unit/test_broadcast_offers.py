@@ -147,13 +147,15 @@ async def test_live_locations_coalesce_and_write_the_newest_in_one_batch():
         provider = await uow.profiles.add(Profile(Role.PROVIDER, "P", "1", is_active_for_work=True))
         await uow.commit()
     flushed = []
-    locations = LiveLocations(lambda: MemoryUnitOfWork(store), clock, on_flush=lambda n, age: flushed.append((n, age)))
+    locations = LiveLocations(
+        lambda: MemoryUnitOfWork(store), clock, on_flush=lambda got, n, age: flushed.append((got, n, age))
+    )
     for i in range(10):
         locations.note(provider.id, GeoPoint(40 + i / 100, -3))
         clock.advance(timedelta(milliseconds=100))
     assert locations.waiting == 1
     assert await locations.flush() == 1
-    assert flushed == [(1, pytest.approx(0.1))]  # the newest one waited 100 ms
+    assert flushed == [(10, 1, pytest.approx(0.1))]  # ten received, one written: the newest waited 100 ms
     async with MemoryUnitOfWork(store) as uow:
         assert (await uow.profiles.get(provider.id)).location == GeoPoint(40.09, -3)
     assert await locations.flush() == 0  # nothing waiting: no write

@@ -97,6 +97,9 @@ class PrometheusMetrics(DeliveryMetrics):
             ["platform"],
             registry=r,
         )
+        self.locations_received = Counter(
+            "workcast_locations_received", "Provider positions received on sockets (before coalescing)", registry=r
+        )
         self.locations_written = Counter(
             "workcast_locations_written", "Provider positions from sockets written to the store", registry=r
         )
@@ -187,7 +190,8 @@ class PrometheusMetrics(DeliveryMetrics):
             self.db_pool_in_use.set(self._pool_checked_out())
             await asyncio.sleep(every)
 
-    def locations_flushed(self, written: int, oldest_seconds: float) -> None:
+    def locations_flushed(self, received: int, written: int, oldest_seconds: float) -> None:
+        self.locations_received.inc(received)
         self.locations_written.inc(written)
         self.location_staleness.observe(oldest_seconds)
 
