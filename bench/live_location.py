@@ -97,6 +97,9 @@ def generator(ws_url: str, tokens: list[str], rate: int, seconds: float, reports
     asyncio.run(main())
 
 
+PROBE_ANSWERS: dict[str, int] = {}  # what the probe's searches answered (status, or found/not yet)
+
+
 async def visibility_probe(port: int, seeker: dict, probe: dict, seconds: float) -> list[float]:
     """End to end: a provider's new position sent on its socket, until a nearby search returns it there.
     Includes every queue on the way (TCP buffers, the server's loop, the batch writer, the HTTP request)."""
@@ -118,7 +121,10 @@ async def visibility_probe(port: int, seeker: dict, probe: dict, seconds: float)
                 found = await http.get(
                     "/api/1/profiles/active-providers/", params={**spot, "radius_km": 0.1, "limit": 1}
                 )
-                if found.status_code == 200 and found.json()["data"]["count"]:
+                seen = found.status_code == 200 and found.json()["data"]["count"]
+                answer = "found" if seen else "not yet" if found.status_code == 200 else str(found.status_code)
+                PROBE_ANSWERS[answer] = PROBE_ANSWERS.get(answer, 0) + 1
+                if seen:
                     samples.append(time.perf_counter() - sent)
                     break
                 if time.perf_counter() - sent > 60:
@@ -259,6 +265,7 @@ def main() -> None:
             "p50": round(statistics.median(visible), 2),
             "max": round(max(visible), 2),
             "samples": len(visible),
+            "search_answers": PROBE_ANSWERS,
         },
         "staleness_target_s": TARGET_STALENESS_P99,
         "assign_work_quiet": baseline,
