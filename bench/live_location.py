@@ -19,9 +19,11 @@ import asyncio
 import json
 import multiprocessing
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -248,6 +250,10 @@ def main() -> None:
             time.sleep(3)
             after = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             child.join(60)
+        # The server's log goes with the data directory: keep it for a look.
+        shutil.copy(
+            Path(env["WORKCAST_DATA_DIR"]) / "server.log", Path(tempfile.gettempdir()) / "live_location_server.log"
+        )
     written = metric(after, "workcast_locations_written_total") - metric(before, "workcast_locations_written_total")
     received = metric(after, "workcast_locations_received_total") - metric(before, "workcast_locations_received_total")
     result = {
