@@ -229,7 +229,8 @@ def main() -> None:
             reports = context.Queue()
             child = context.Process(
                 target=generator,
-                args=(f"ws://127.0.0.1:{port}", [p["token"] for p in providers[1:]], args.rate, args.seconds, reports),
+                # Not providers[0] (assigned to) nor providers[1] (the visibility probe): the storm is everyone else.
+                args=(f"ws://127.0.0.1:{port}", [p["token"] for p in providers[2:]], args.rate, args.seconds, reports),
             )
             child.start()
             log(f"sockets open: {reports.get(timeout=600)['open']}")
