@@ -178,3 +178,32 @@ def test_live_positions_move_providers_only(store, request):
             loop.run_until_complete(engine.dispose())
     finally:
         loop.close()
+
+
+def test_a_provider_a_subnormal_distance_away_is_found(store, request):
+    """Found by hypothesis under load: latitude 2.2e-311 (a subnormal float) was missed by PostgreSQL's box."""
+    memory = MemoryStore()
+    engine = None if store == "memory" else create_engine(DatabaseSettings(database_url(store, request)))
+
+    def unit_of_work():
+        return MemoryUnitOfWork(memory) if engine is None else SqlAlchemyUnitOfWork(engine)
+
+    async def scenario():
+        async with unit_of_work() as uow:
+            if engine is not None:
+                await uow._connection.execute(text(EMPTY[store]))
+            odd = GeoPoint(2.225073858507e-311, 0.0)
+            found = await uow.profiles.add(Profile(Role.PROVIDER, "P", "1", is_active_for_work=True, location=odd))
+            await uow.commit()
+        for within in (None, 0.001, 1.0):
+            async with unit_of_work() as uow:
+                nearest = await uow.nearby.nearest(GeoPoint(0.0, 0.0), 3, within)
+            assert [n.profile.id for n in nearest] == [found.id], within
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+        if engine is not None:
+            loop.run_until_complete(engine.dispose())
+    finally:
+        loop.close()

@@ -32,18 +32,25 @@ _CHORD = f"{_POSITION} <-> {_CENTRE}"
 _COLUMNS = ", ".join(f"profiles.{column.name}" for column in profiles.c)  # in the order .columns() names them
 
 
+def _box(chord: str) -> str:
+    """The index's box around the centre: a hair wider than the chord, the exact chord test does the rest.
+    (cube_enlarge ignores a radius too small to move a coordinate, e.g. a subnormal one: found by hypothesis,
+    a provider 2e-311 degrees from the equator was missed by its own exact position.)"""
+    return f"cube_enlarge({_CENTRE}, {chord} + 1e-12, 3)"
+
+
 def _nearest(within: bool):
     """KNN from the index finds how far the K-th nearest is; a second index scan (a box that far) then
     reads every provider that near, so that equal distances are broken by id exactly. (A GiST KNN scan
     orders by distance alone: adding ``, id`` to its ORDER BY would make PostgreSQL sort the whole table.)"""
-    radius = f" AND {_POSITION} <@ cube_enlarge({_CENTRE}, :chord, 3) AND {_CHORD} <= :chord" if within else ""
+    radius = f" AND {_POSITION} <@ {_box(':chord')} AND {_CHORD} <= :chord" if within else ""
     return text(
         f"""
         WITH knn AS MATERIALIZED (
             SELECT {_CHORD} AS chord FROM profiles WHERE {_ACTIVE}{radius} ORDER BY {_CHORD} LIMIT :limit
         ), reach AS (SELECT max(chord) AS chord FROM knn)
         SELECT {_COLUMNS} FROM reach, profiles
-        WHERE {_ACTIVE} AND {_POSITION} <@ cube_enlarge({_CENTRE}, reach.chord, 3) AND {_CHORD} <= reach.chord
+        WHERE {_ACTIVE} AND {_POSITION} <@ {_box("reach.chord")} AND {_CHORD} <= reach.chord
         ORDER BY {_CHORD}, profiles.id LIMIT :limit
         """
     ).columns(*profiles.c)
