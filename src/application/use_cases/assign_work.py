@@ -8,7 +8,8 @@ from application.idempotency import IN_FLIGHT_MARGIN, IdempotentRequest, claim, 
 from application.policy import DeliveryPolicy, WorkPolicy
 from application.ports import Clock, UnitOfWorkFactory
 from application.use_cases._notify import save_notifications_for
-from domain.errors import NotASeeker, ProfileNotFound, TooManyPendingOrders, UnknownProvider
+from application.use_cases._pending_cap import check_room_for_another_order
+from domain.errors import NotASeeker, ProfileNotFound, UnknownProvider
 from domain.geo import GeoPoint
 from domain.notifications import Notification, PushState, SocketState
 from domain.profiles import Profile
@@ -71,11 +72,7 @@ class AssignWork:
                 raise NotASeeker("only seekers can assign work")
             if provider is None:
                 raise UnknownProvider(f"there is no provider with id {command.provider_id}", field="provider_id")
-            cap = self._work_policy.max_pending_per_seeker
-            if cap and await uow.work_orders.count_pending_for_seeker(seeker.id or 0, now, cap) >= cap:
-                raise TooManyPendingOrders(
-                    f"you have {cap} unanswered work orders: wait for answers or cancel some before assigning more"
-                )
+            await check_room_for_another_order(uow, self._work_policy, seeker.id or 0, now, "assigning")
             order = WorkOrder.assign(
                 seeker,
                 provider,

@@ -10,7 +10,8 @@ from application.idempotency import IN_FLIGHT_MARGIN, IdempotentRequest, claim, 
 from application.policy import DeliveryPolicy, WorkPolicy
 from application.ports import Clock, NearbyProvider, RealtimeBroker, UnitOfWorkFactory
 from application.use_cases._notify import save_notifications_for
-from domain.errors import InvalidInput, NotASeeker, ProfileNotFound, TooManyPendingOrders
+from application.use_cases._pending_cap import check_room_for_another_order
+from domain.errors import InvalidInput, NotASeeker, ProfileNotFound
 from domain.geo import GeoPoint
 from domain.work_orders import WorkOrder
 
@@ -75,11 +76,7 @@ class OfferWork:
                 raise ProfileNotFound("no profile for this user")
             if not seeker.is_seeker:
                 raise NotASeeker("only seekers can offer work")
-            cap = self._work_policy.max_pending_per_seeker
-            if cap and await uow.work_orders.count_pending_for_seeker(command.seeker_id, now, cap) >= cap:
-                raise TooManyPendingOrders(
-                    f"you have {cap} unanswered work orders: wait for answers or cancel some before offering more"
-                )
+            await check_room_for_another_order(uow, self._work_policy, command.seeker_id, now, "offering")
             wanted = command.max_providers
             nearby = await uow.nearby.nearest(command.location, wanted * CANDIDATES_PER_OFFER, command.radius_km)
             chosen = [n.profile.id for n in await self._online_first(nearby, wanted)]
