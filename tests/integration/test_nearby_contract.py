@@ -87,27 +87,48 @@ def database_url(store: str, request) -> str:
     return f"sqlite+aiosqlite:///{copy}"
 
 
+class StoreUnderTest:
+    """One store for a synchronous test (hypothesis drives it): units of work on its own event loop."""
+
+    def __init__(self, kind: str, request) -> None:
+        self.kind = kind
+        self.memory = MemoryStore()
+        self.engine = None if kind == "memory" else create_engine(DatabaseSettings(database_url(kind, request)))
+        self.loop = asyncio.new_event_loop()
+
+    def unit_of_work(self):
+        return MemoryUnitOfWork(self.memory) if self.engine is None else SqlAlchemyUnitOfWork(self.engine)
+
+    async def empty(self) -> None:
+        if self.engine is None:
+            self.memory.tables.profiles.clear()
+            return
+        async with self.unit_of_work() as uow:
+            await uow._connection.execute(text(EMPTY[self.kind]))
+            await uow.commit()
+
+    def run(self, coroutine):
+        return self.loop.run_until_complete(coroutine)
+
+    def close(self) -> None:
+        try:
+            if self.engine is not None:
+                self.run(self.engine.dispose())
+        finally:
+            self.loop.close()
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request):
-    return request.param
+    under_test = StoreUnderTest(request.param, request)
+    yield under_test
+    under_test.close()
 
 
-def test_nearest_and_within_agree_with_brute_force(store, request):
-    loop = asyncio.new_event_loop()
-    memory = MemoryStore()
-    engine = None
-    if store != "memory":
-        engine = create_engine(DatabaseSettings(database_url(store, request)))
-
-    def unit_of_work():
-        return MemoryUnitOfWork(memory) if engine is None else SqlAlchemyUnitOfWork(engine)
-
+def test_nearest_and_within_agree_with_brute_force(store):
     async def example(population_spec, centre, limit, within_km):
-        if engine is None:
-            memory.tables.profiles.clear()
-        async with unit_of_work() as uow:
-            if engine is not None:
-                await uow._connection.execute(text(EMPTY[store]))
+        await store.empty()
+        async with store.unit_of_work() as uow:
             population = []
             for location, role, activity in population_spec:
                 active = role is Role.PROVIDER and activity > 0
@@ -116,94 +137,60 @@ def test_nearest_and_within_agree_with_brute_force(store, request):
                 )
                 population.append(await uow.profiles.add(profile))
             await uow.commit()
-        async with unit_of_work() as uow:
+        async with store.unit_of_work() as uow:
             found = await uow.nearby.nearest(centre, limit, within_km)
         check(found, population, centre, limit, within_km)
 
     @settings(
-        max_examples=100 if store != "memory" else 300,
+        max_examples=100 if store.kind != "memory" else 300,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(populations(), points, st.integers(1, 12), radii)
     def run(population_spec, centre, limit, within_km):
-        loop.run_until_complete(example(population_spec, centre, limit, within_km))
+        store.run(example(population_spec, centre, limit, within_km))
 
-    try:
-        run()
-    finally:
-        if engine is not None:
-            loop.run_until_complete(engine.dispose())
-        loop.close()
+    run()
 
 
-def test_live_positions_move_providers_only(store, request):
+def test_live_positions_move_providers_only(store):
     """move_many updates providers' positions (and what the index sees); other ids are skipped."""
-    if store == "memory":
-        memory = MemoryStore()
-
-        def unit_of_work():
-            return MemoryUnitOfWork(memory)
-    else:
-        engine = create_engine(DatabaseSettings(database_url(store, request)))
-
-        def unit_of_work():
-            return SqlAlchemyUnitOfWork(engine)
 
     async def scenario():
-        async with unit_of_work() as uow:
-            if store != "memory":
-                await uow._connection.execute(text(EMPTY[store]))
+        await store.empty()
+        async with store.unit_of_work() as uow:
             far = GeoPoint(10, 10)
             moving = await uow.profiles.add(Profile(Role.PROVIDER, "M", "1", is_active_for_work=True, location=far))
             staying = await uow.profiles.add(Profile(Role.PROVIDER, "S", "2", is_active_for_work=True, location=far))
             seeker = await uow.profiles.add(Profile(Role.SEEKER, "K", "3", location=far))
             await uow.commit()
         here = GeoPoint(48.85, 2.35)
-        async with unit_of_work() as uow:
+        async with store.unit_of_work() as uow:
             moved = await uow.nearby.move_many({moving.id: here, seeker.id: here, 10**12: here}, T0)
             await uow.commit()
         assert moved == 1
-        async with unit_of_work() as uow:
+        async with store.unit_of_work() as uow:
             nearest = await uow.nearby.nearest(here, 5, within_km=1)
             assert [n.profile.id for n in nearest] == [moving.id]
             assert nearest[0].profile.location == here and nearest[0].profile.location_updated_at == T0
             assert (await uow.profiles.get(seeker.id)).location == far
             assert (await uow.profiles.get(staying.id)).location == far
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(scenario())
-        if store != "memory":
-            loop.run_until_complete(engine.dispose())
-    finally:
-        loop.close()
+    store.run(scenario())
 
 
-def test_a_provider_a_subnormal_distance_away_is_found(store, request):
+def test_a_provider_a_subnormal_distance_away_is_found(store):
     """Found by hypothesis under load: latitude 2.2e-311 (a subnormal float) was missed by PostgreSQL's box."""
-    memory = MemoryStore()
-    engine = None if store == "memory" else create_engine(DatabaseSettings(database_url(store, request)))
-
-    def unit_of_work():
-        return MemoryUnitOfWork(memory) if engine is None else SqlAlchemyUnitOfWork(engine)
 
     async def scenario():
-        async with unit_of_work() as uow:
-            if engine is not None:
-                await uow._connection.execute(text(EMPTY[store]))
+        await store.empty()
+        async with store.unit_of_work() as uow:
             odd = GeoPoint(2.225073858507e-311, 0.0)
             found = await uow.profiles.add(Profile(Role.PROVIDER, "P", "1", is_active_for_work=True, location=odd))
             await uow.commit()
         for within in (None, 0.001, 1.0):
-            async with unit_of_work() as uow:
+            async with store.unit_of_work() as uow:
                 nearest = await uow.nearby.nearest(GeoPoint(0.0, 0.0), 3, within)
             assert [n.profile.id for n in nearest] == [found.id], within
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(scenario())
-        if engine is not None:
-            loop.run_until_complete(engine.dispose())
-    finally:
-        loop.close()
+    store.run(scenario())
