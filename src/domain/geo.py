@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from domain.errors import InvalidLocation
 
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
+MAX_RADIUS_KM = 20_000.0  # a search radius past half the circumference (~20,015 km) would add nothing
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ from application.errors import BrokerUnavailable
 from application.ports import RealtimeBroker, UnitOfWorkFactory
 from application.use_cases._caller import caller_profile
 from domain.errors import InvalidInput
-from domain.geo import GeoPoint
+from domain.geo import MAX_RADIUS_KM, GeoPoint
 from domain.profiles import Profile
 
-MAX_RADIUS_KM = 20_000.0
 MAX_LIMIT = 500
 
 

@@ -12,11 +12,10 @@ from application.ports import Clock, NearbyProvider, RealtimeBroker, UnitOfWorkF
 from application.use_cases._notify import save_notifications_for
 from application.use_cases._pending_cap import check_room_for_another_order
 from domain.errors import InvalidInput, NotASeeker, ProfileNotFound
-from domain.geo import GeoPoint
+from domain.geo import MAX_RADIUS_KM, GeoPoint
 from domain.work_orders import WorkOrder
 
 MAX_PROVIDERS = 50
-MAX_RADIUS_KM = 20_000.0
 # Online providers go first, so the search looks past the nearest few for them (bounded: an index read).
 CANDIDATES_PER_OFFER = 4
 

@@ -29,7 +29,7 @@ from application.use_cases.set_provider_availability import SetProviderAvailabil
 from application.use_cases.unregister_device import UnregisterDevice
 from domain.devices import AddressKind
 from domain.errors import InvalidInput
-from domain.geo import GeoPoint
+from domain.geo import MAX_RADIUS_KM, GeoPoint
 from domain.work_orders import WorkStatus
 from entrypoints.http import views
 from entrypoints.http.guards import authenticated
@@ -209,7 +209,7 @@ class ProfilesController(Controller):
         list_active_providers: NamedDependency[ListActiveProviders],
         latitude: Annotated[float | None, QueryParameter(ge=-90, le=90)] = None,
         longitude: Annotated[float | None, QueryParameter(ge=-180, le=180)] = None,
-        radius_km: Annotated[float | None, QueryParameter(gt=0, le=20_000)] = None,
+        radius_km: Annotated[float | None, QueryParameter(gt=0, le=MAX_RADIUS_KM)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> Envelope[ActiveProvidersData]:
         """Providers accepting work; near latitude/longitude: nearest first, within radius_km if given."""

@@ -8,6 +8,7 @@ from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from domain.devices import PLATFORM_MAX, TOKEN_MAX
+from domain.geo import MAX_RADIUS_KM
 from domain.profiles import MOBILE_MAX, NAME_MAX
 from domain.work_orders import DISTANCE_MAX, MESSAGE_MAX, SERVICE_TYPE_MAX
 
@@ -40,7 +41,7 @@ class OfferWorkRequest(Struct, kw_only=True):
     distance: Annotated[str, Meta(max_length=DISTANCE_MAX, description="as shown to the providers, e.g. 2.5km")] = ""
     latitude: Latitude
     longitude: Longitude
-    radius_km: Annotated[float, Meta(gt=0, le=20_000, description="offer only to providers this near the job")]
+    radius_km: Annotated[float, Meta(gt=0, le=MAX_RADIUS_KM, description="offer only to providers this near the job")]
     max_providers: Annotated[int, Meta(ge=1, le=50, description="offer to at most this many providers")] = 10
 
 
