@@ -46,8 +46,9 @@ def log(text: str) -> None:
 
 
 @contextlib.contextmanager
-def infrastructure(backend: str):
-    """Environment for the server: the embedded default, or PostgreSQL + Redis started here."""
+def infrastructure(backend: str, durable: bool = True):
+    """Environment for the server: the embedded default, or PostgreSQL + Redis started here (PostgreSQL
+    with its own durable defaults, fsync and synchronous_commit on, unless ``durable`` is false)."""
     data_dir = Path(tempfile.mkdtemp(prefix="workcast-bench-"))
     base = {
         "WORKCAST_DATA_DIR": str(data_dir),
@@ -61,7 +62,7 @@ def infrastructure(backend: str):
         if backend == "embedded":
             yield base | {"DATABASE_URL": ""}
             return
-        with postgres_server() as pg, redis_server() as redis:
+        with postgres_server(durable=durable) as pg, redis_server() as redis:
             url = create_database(pg, "workcast_bench")
             # The pool is left at its defaults (20 connections, no overflow), as `workcast serve` runs.
             yield base | {"DATABASE_URL": url, "REDIS_URL": redis.url, "AUTO_MIGRATE": "true"}
@@ -218,7 +219,7 @@ def compare_websocket_implementations(args) -> dict[str, Any]:
 
 def run_backend(backend: str, args) -> dict[str, Any]:
     results: dict[str, Any] = {"backend": backend}
-    with infrastructure(backend) as env:
+    with infrastructure(backend, durable=not args.fsync_off) as env:
         total = max(args.providers, args.latency_sockets, args.capacity_sockets)
         log(f"{backend}: creating {total} providers and {args.seekers} seekers")
         providers, seekers = asyncio.run(seed_users(env, total, args.seekers))
@@ -365,6 +366,11 @@ def main() -> None:
         metavar="N",
         help="only compare uvicorn's WebSocket implementations: server KB per idle socket over N sockets",
     )
+    parser.add_argument(
+        "--fsync-off",
+        action="store_true",
+        help="PostgreSQL with fsync and synchronous_commit off (figures labelled so; the headline is fsync on)",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON summary to this file")
     args = parser.parse_args()
     if args.quick:
@@ -378,7 +384,9 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "settings": {k: v for k, v in vars(args).items() if k != "json"}
         | {
-            "postgres": "local, fsync=off, synchronous_commit=off (the test server settings)",
+            "postgres": "local, fsync=off, synchronous_commit=off (--fsync-off: NOT durable)"
+            if args.fsync_off
+            else "local, PostgreSQL defaults: fsync=on, synchronous_commit=on (durable)",
         },
         "runs": [run_backend(b, args) for b in backends],
     }

@@ -107,9 +107,30 @@ class DeviceTokenRepository(Protocol):
         """Mark the devices (by id) dead with the reason FCM gave; already dead ones keep their first reason."""
 
 
+@dataclass(frozen=True)
+class AssignmentReads:
+    """Everything assigning work reads, in one round trip: the parties with their active devices, how many
+    unanswered orders the seeker holds (counted up to the cap) and the id the new order will get."""
+
+    people: dict[int, Profile]
+    devices: dict[int, list[DeviceToken]]
+    seeker_pending: int
+    order_id: int
+
+
 @runtime_checkable
 class WorkOrderRepository(Protocol):
     async def add(self, order: WorkOrder) -> WorkOrder: ...
+
+    async def read_for_assignment(
+        self, seeker_id: int, provider_id: int, now: datetime, pending_cap: int
+    ) -> AssignmentReads:
+        """``AssignmentReads`` for a new order from ``seeker_id`` to ``provider_id`` (``pending_cap`` 0: not counted).
+        No other assignment gets the reserved id while this unit of work is open."""
+
+    async def add_with_notification(self, order: WorkOrder, notification: Notification) -> None:
+        """Save a new order, whose id ``read_for_assignment`` reserved, and its one notification (given its id) in
+        one statement: both or neither, also in a ``single_write`` unit of work."""
 
     async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
         """The order (a broadcast with its offers); ``lock``: hold the row until the transaction ends, so that
@@ -320,6 +341,10 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+"""A unit of work of its own per call. Another kind the composition root may hand a use case whose only write is
+one statement: a *single-write* factory, whose units skip the transaction where the store allows (PostgreSQL in
+autocommit: no BEGIN/COMMIT round trips). There every statement is durable when it returns and ``commit()`` adds
+nothing, so such a use case must make its changes in exactly one repository call."""
 
 
 # --- push -------------------------------------------------------------------------------------------

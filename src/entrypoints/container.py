@@ -161,6 +161,7 @@ class Container(containers.DeclarativeContainer):
     token_verifier = providers.Singleton(pick_verifier, settings)
 
     unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine)
+    single_write_unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine, single_write=True)
     delivery_policy = providers.Singleton(delivery_policy, settings)
     work_policy = providers.Singleton(
         WorkPolicy,
@@ -193,7 +194,15 @@ class Container(containers.DeclarativeContainer):
     register_device = providers.Singleton(RegisterDevice, unit_of_work.provider, clock)
     set_provider_availability = providers.Singleton(SetProviderAvailability, unit_of_work.provider, clock)
     list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider, broker)
-    assign_work = providers.Singleton(AssignWork, unit_of_work.provider, delivery, clock, work_policy, delivery_policy)
+    assign_work = providers.Singleton(
+        AssignWork,
+        unit_of_work.provider,
+        delivery,
+        clock,
+        work_policy,
+        delivery_policy,
+        single_write_uow_factory=single_write_unit_of_work.provider,
+    )
     live_locations = providers.Singleton(
         LiveLocations,
         unit_of_work.provider,

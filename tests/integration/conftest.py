@@ -43,10 +43,16 @@ async def postgres_engine(postgres_url):
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-def uow_factory(request):
-    """A factory of units of work over a fresh, empty store of each kind."""
+def uow_factories(request):
+    """Over a fresh, empty store of each kind: a factory of units of work and one of single-write units."""
     if request.param == "memory":
         store = MemoryStore()
-        return lambda: MemoryUnitOfWork(store)
+        return (lambda: MemoryUnitOfWork(store),) * 2
     engine = request.getfixturevalue(f"{request.param}_engine")
-    return lambda: SqlAlchemyUnitOfWork(engine)
+    return lambda: SqlAlchemyUnitOfWork(engine), lambda: SqlAlchemyUnitOfWork(engine, single_write=True)
+
+
+@pytest.fixture
+def uow_factory(uow_factories):
+    """A factory of units of work over a fresh, empty store of each kind."""
+    return uow_factories[0]

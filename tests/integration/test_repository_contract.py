@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy.exc import IntegrityError
+
 from domain.devices import AddressKind, DeviceToken
 from domain.geo import GeoPoint
 from domain.notifications import Notification, NotificationKind, PushState, SocketState
@@ -337,3 +340,65 @@ async def test_delivery_writes_never_move_back(uow_factory):
     assert stored.push_state is PushState.SENT and stored.push_message_id == "projects/p/messages/9"
     assert stored.push_error is None and stored.socket_state is SocketState.SENT
     assert stored.delivered_at == T0 and stored.attempts == 2
+
+
+async def test_assignment_reads_the_parties_the_pending_count_and_a_fresh_id_in_one_go(uow_factories):
+    uow_factory, single_write = uow_factories
+    seeker, (provider, other) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        await uow.devices.add(DeviceToken(provider.id, "tok-a", AddressKind.REGISTRATION_TOKEN, "android", T0))
+        for at, status in [(T0, WorkStatus.PENDING), (T0, WorkStatus.PENDING), (T0, WorkStatus.ACCEPTED)]:
+            await uow.work_orders.add(replace_status(new_order(seeker, other, at), status))
+        await uow.work_orders.add(new_order(seeker, other, T0 - timedelta(hours=1)))  # pending but expired
+        await uow.commit()
+    async with single_write() as uow:
+        first = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=10)
+        capped = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=1)
+        uncounted = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=0)
+    assert set(first.people) == {seeker.id, provider.id}
+    assert first.people[provider.id] == provider
+    assert [d.token for d in first.devices[provider.id]] == ["tok-a"] and seeker.id not in first.devices
+    assert (first.seeker_pending, capped.seeker_pending, uncounted.seeker_pending) == (2, 1, 0)
+    assert first.order_id > 4
+    async with single_write() as uow:
+        nobody = await uow.work_orders.read_for_assignment(999, 998, T0, pending_cap=10)
+    assert nobody.people == {} and nobody.devices == {} and nobody.seeker_pending == 0 and nobody.order_id > 4
+
+
+async def test_an_assignment_saves_its_order_with_the_reserved_id_and_its_notification_as_one(uow_factories):
+    uow_factory, single_write = uow_factories
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with single_write() as uow:
+        reads = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=0)
+        order = new_order(seeker, provider)
+        order.id = reads.order_id
+        notification = new_notification(provider, order, attempts=1, next_attempt_at=T0 + timedelta(seconds=30))
+        await uow.work_orders.add_with_notification(order, notification)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.work_orders.get(reads.order_id) == order
+        assert await uow.notifications.get(notification.id) == notification
+        # the next id is a new one
+        again = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=0)
+        assert again.order_id > reads.order_id
+
+
+async def test_an_assignment_that_cannot_save_its_notification_saves_no_order(uow_factories, request):
+    if "memory" in request.node.callspec.id:
+        return  # the memory store checks no foreign keys
+    uow_factory, single_write = uow_factories
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with single_write() as uow:
+        reads = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=0)
+        order = new_order(seeker, provider)
+        order.id = reads.order_id
+        ghost = Profile(Role.PROVIDER, "Ghost", "1", id=provider.id + 1000)
+        with pytest.raises(IntegrityError):
+            await uow.work_orders.add_with_notification(order, new_notification(ghost, order))
+    async with uow_factory() as uow:
+        assert await uow.work_orders.get(reads.order_id) is None
+
+
+def replace_status(order: WorkOrder, status: WorkStatus) -> WorkOrder:
+    order.status = status
+    return order

@@ -19,6 +19,7 @@ from typing import Self, TypeVar
 from adapters.geo.memory import MemoryNearbyProviders
 from application.errors import DuplicateExternalId
 from application.ports import (
+    AssignmentReads,
     DeliveryAttemptRepository,
     DeliveryStats,
     DeviceTokenRepository,
@@ -257,6 +258,18 @@ class MemoryWorkOrderRepository(WorkOrderRepository):
             for n in [n for n in self._t.notifications.values() if n.work_id == order_id]:
                 _forget_notification(self._t, n.id or 0)
         return len(old)
+
+    async def read_for_assignment(
+        self, seeker_id: int, provider_id: int, now: datetime, pending_cap: int
+    ) -> AssignmentReads:
+        people, devices = await MemoryProfileRepository(self._t).get_many_with_devices({seeker_id, provider_id})
+        pending = await self.count_pending_for_seeker(seeker_id, now, pending_cap) if pending_cap else 0
+        return AssignmentReads(people, devices, pending, self._t.next_id("work_orders"))
+
+    async def add_with_notification(self, order: WorkOrder, notification: Notification) -> None:
+        assert order.id is not None and not order.is_broadcast
+        self._t.work_orders[order.id] = _stored_order(order)
+        await MemoryNotificationRepository(self._t).add_many([notification])
 
     async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
         pending = [

@@ -101,6 +101,12 @@ async def insert_returning_id(connection: AsyncConnection, statement: Executable
     return row[0]
 
 
+async def returning_id(connection: AsyncConnection, statement: Executable, values: Mapping[str, Any]) -> int:
+    """Run a statement whose values are its own named binds and that returns one row's id."""
+    (row,), _ = await _rows(connection, _prepare(statement, connection, ()), values)
+    return row[0]
+
+
 async def fetch_all(connection: AsyncConnection, statement: Any, values: Mapping[str, Any]) -> list[Any]:
     """Run a SELECT; rows are named tuples with the statement's column names, values as SQLAlchemy gives them."""
     prepared = _prepare(statement, connection, ())

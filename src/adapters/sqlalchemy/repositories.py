@@ -31,8 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.geo.rows import position_columns
+from adapters.sqlalchemy import assignments
 from adapters.sqlalchemy.batches import delete_oldest
-from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
+from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id, returning_id
 from adapters.sqlalchemy.tables import (
     delivery_attempts,
     device_tokens,
@@ -44,6 +45,7 @@ from adapters.sqlalchemy.tables import (
 from adapters.sqlalchemy.types import UtcDateTime
 from application.errors import DuplicateExternalId
 from application.ports import (
+    AssignmentReads,
     DeliveryStats,
     DeviceTokenRepository,
     NotificationRepository,
@@ -121,6 +123,23 @@ PEOPLE_WITH_DEVICES = _per_dialect(
         .order_by(profiles.c.id, device_tokens.c.registered_at, device_tokens.c.id)
     )
 )
+
+
+READ_FOR_ASSIGNMENT = _per_dialect(
+    lambda dialect: assignments.read_for_assignment(dialect, PEOPLE_WITH_DEVICES[dialect])
+)
+
+
+def _people_and_devices(rows: Iterable[Any]) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:
+    """Profiles and their devices from PEOPLE_WITH_DEVICES rows."""
+    people: dict[int, Profile] = {}
+    devices: dict[int, list[DeviceToken]] = {}
+    for row in rows:
+        if row.id not in people:
+            people[row.id] = profile_from_row(row)
+        if row.device_id is not None:
+            devices.setdefault(row.id, []).append(row_to_device(row, prefix="device_"))
+    return people, devices
 
 
 EXISTING_PROFILE_IDS = _per_dialect(
@@ -216,17 +235,10 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
     async def get_many_with_devices(
         self, profile_ids: Collection[int]
     ) -> tuple[dict[int, Profile], dict[int, list[DeviceToken]]]:
-        people: dict[int, Profile] = {}
-        devices: dict[int, list[DeviceToken]] = {}
         if not profile_ids:
-            return people, devices
+            return {}, {}
         rows = await fetch_all(self._c, PEOPLE_WITH_DEVICES[self._c.dialect.name], {"ids": list(profile_ids)})
-        for row in rows:
-            if row.id not in people:
-                people[row.id] = profile_from_row(row)
-            if row.device_id is not None:
-                devices.setdefault(row.id, []).append(row_to_device(row, prefix="device_"))
-        return people, devices
+        return _people_and_devices(rows)
 
     async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
         if not profile_ids:
@@ -391,28 +403,50 @@ INSERT_NOTIFICATION = insert(notifications).returning(notifications.c.id)
 INSERT_NOTIFICATIONS = insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True)
 
 
+def _order_columns(order: WorkOrder) -> dict[str, Any]:
+    return {
+        "seeker_id": order.seeker_id,
+        "provider_id": order.provider_id,
+        "service_type": order.service_type,
+        "message": order.message,
+        "distance": order.distance,
+        "latitude": order.location.latitude,
+        "longitude": order.location.longitude,
+        "status": order.status.value,
+        "created_at": order.created_at,
+        "expires_at": order.expires_at,
+        "responded_at": order.responded_at,
+        "closed_at": order.closed_at,
+        "broadcast": order.is_broadcast,
+    }
+
+
 class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
     async def add(self, order: WorkOrder) -> WorkOrder:
-        values = {
-            "seeker_id": order.seeker_id,
-            "provider_id": order.provider_id,
-            "service_type": order.service_type,
-            "message": order.message,
-            "distance": order.distance,
-            "latitude": order.location.latitude,
-            "longitude": order.location.longitude,
-            "status": order.status.value,
-            "created_at": order.created_at,
-            "expires_at": order.expires_at,
-            "responded_at": order.responded_at,
-            "closed_at": order.closed_at,
-            "broadcast": order.is_broadcast,
-        }
+        values = _order_columns(order)
         order.id = await insert_returning_id(self._c, INSERT_ORDER, values)
         if order.is_broadcast:
             offers = [{"work_id": order.id, "provider_id": p, "declined_at": d} for p, d in order.offers.items()]
             await self._c.execute(INSERT_OFFERS, offers)
         return order
+
+    async def read_for_assignment(
+        self, seeker_id: int, provider_id: int, now: datetime, pending_cap: int
+    ) -> AssignmentReads:
+        values = {"ids": [seeker_id, provider_id], "seeker_id": seeker_id, "now": now, "cap": pending_cap}
+        rows = await fetch_all(self._c, READ_FOR_ASSIGNMENT[self._c.dialect.name], values)
+        people, devices = _people_and_devices(row for row in rows if row.id is not None)
+        return AssignmentReads(people, devices, rows[0].seeker_pending, rows[0].order_id)
+
+    async def add_with_notification(self, order: WorkOrder, notification: Notification) -> None:
+        assert order.id is not None and not order.is_broadcast, "an assignment has a reserved id and one provider"
+        values = {f"o_{name}": value for name, value in _order_columns(order).items()} | {"o_id": order.id}
+        values |= {f"n_{name}": value for name, value in _notification_columns(notification).items()}
+        if self._c.dialect.name == "postgresql":
+            notification.id = await returning_id(self._c, assignments.INSERT_ORDER_AND_NOTIFICATION, values)
+            return
+        await execute_many(self._c, assignments.INSERT_ORDER, [values])
+        notification.id = await returning_id(self._c, assignments.INSERT_NOTIFICATION, values)
 
     async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
         query = select(work_orders).where(work_orders.c.id == order_id)
@@ -525,6 +559,18 @@ def _notification(row: Row) -> Notification:
         opened_at=row.opened_at,
         push_silent=row.push_silent,
     )
+
+
+def _notification_columns(n: Notification) -> dict[str, Any]:
+    return {
+        "recipient_id": n.recipient_id,
+        "kind": n.kind.value,
+        "work_id": n.work_id,
+        "payload": n.payload,
+        "created_at": n.created_at,
+        "push_silent": n.push_silent,
+        **_delivery_columns(n),
+    }
 
 
 def _delivery_columns(n: Notification) -> dict[str, Any]:
@@ -663,18 +709,7 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     async def add_many(self, new: Sequence[Notification]) -> None:
         if not new:
             return
-        rows = [
-            {
-                "recipient_id": n.recipient_id,
-                "kind": n.kind.value,
-                "work_id": n.work_id,
-                "payload": n.payload,
-                "created_at": n.created_at,
-                "push_silent": n.push_silent,
-                **_delivery_columns(n),
-            }
-            for n in new
-        ]
+        rows = [_notification_columns(n) for n in new]
         if len(rows) == 1:
             new[0].id = await insert_returning_id(self._c, INSERT_NOTIFICATION, rows[0])
             return

@@ -39,10 +39,16 @@ def _schema_missing(error: DBAPIError) -> bool:
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
-    """Rolls back on exit unless committed. Connection-level failures become ``StorageUnavailable``."""
+    """Rolls back on exit unless committed. Connection-level failures become ``StorageUnavailable``.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``single_write``: on PostgreSQL the connection runs in autocommit, so a use case whose only change is one
+    statement pays no BEGIN and COMMIT round trips (see ``UnitOfWorkFactory``). SQLite keeps its transaction:
+    its BEGIN IMMEDIATE is what serialises writers, and costs no round trip.
+    """
+
+    def __init__(self, engine: AsyncEngine, single_write: bool = False) -> None:
         self._engine = engine
+        self._single_write = single_write and engine.dialect.name == "postgresql"
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
@@ -51,9 +57,12 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         except UNAVAILABLE as error:
             raise StorageUnavailable(f"database unavailable: {type(error).__name__}") from error
         try:
-            # Begin now, not at the first statement: some writes go to the driver directly (driver.py)
-            # and must be inside the transaction (SQLite's BEGIN IMMEDIATE comes from this begin).
-            await self._connection.begin()
+            if self._single_write:
+                await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                # Begin now, not at the first statement: some writes go to the driver directly (driver.py)
+                # and must be inside the transaction (SQLite's BEGIN IMMEDIATE comes from this begin).
+                await self._connection.begin()
             self.profiles = SqlAlchemyProfileRepository(self._connection)
             self.devices = SqlAlchemyDeviceTokenRepository(self._connection)
             self.work_orders = SqlAlchemyWorkOrderRepository(self._connection)

@@ -24,6 +24,18 @@ async def save_notifications_for(
     """Inside the caller's unit of work: create and save the notifications of the orders' events,
     already claimed for a first attempt. (The caller read the parties' devices with their profiles,
     so delivery needs no further read.)"""
+    notifications = claimed_notifications_for(delivery, orders, people, now)
+    if notifications:
+        await uow.notifications.add_many(notifications)
+        delivery.created(notifications)
+    return notifications
+
+
+def claimed_notifications_for(
+    delivery: NotificationDelivery, orders: Sequence[WorkOrder], people: Mapping[int, Profile], now: datetime
+) -> list[Notification]:
+    """The notifications of the orders' events (the events are consumed), with the recipients' push preferences
+    applied and claimed for a first attempt; not saved yet."""
     notifications: list[Notification] = []
     for order in orders:
         seeker = people[order.seeker_id]
@@ -33,13 +45,10 @@ async def save_notifications_for(
         order.events.clear()
     if not notifications:
         return []
-    for n in notifications:
-        _apply_preferences(n, people[n.recipient_id], now)
     lease_until = delivery.lease_until()
     for n in notifications:
+        _apply_preferences(n, people[n.recipient_id], now)
         n.start_attempt(now, lease_until)
-    await uow.notifications.add_many(notifications)
-    delivery.created(notifications)
     return notifications
 
 

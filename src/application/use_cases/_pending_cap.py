@@ -14,7 +14,14 @@ async def check_room_for_another_order(
 ) -> None:
     """``TooManyPendingOrders`` if the seeker already holds the most unanswered orders allowed (0: no cap)."""
     cap = policy.max_pending_per_seeker
-    if cap and await uow.work_orders.count_pending_for_seeker(seeker_id, now, cap) >= cap:
+    if cap:
+        refuse_when_full(policy, await uow.work_orders.count_pending_for_seeker(seeker_id, now, cap), action)
+
+
+def refuse_when_full(policy: WorkPolicy, pending: int, action: str) -> None:
+    """``TooManyPendingOrders`` if ``pending`` unanswered orders already reach the cap."""
+    cap = policy.max_pending_per_seeker
+    if cap and pending >= cap:
         raise TooManyPendingOrders(
             f"you have {cap} unanswered work orders: wait for answers or cancel some before {action} more"
         )

@@ -7,8 +7,8 @@ from application.delivery import NotificationDelivery
 from application.idempotency import IN_FLIGHT_MARGIN, IdempotentRequest, claim, remember, remember_final
 from application.policy import DeliveryPolicy, WorkPolicy
 from application.ports import Clock, UnitOfWorkFactory
-from application.use_cases._notify import save_notifications_for
-from application.use_cases._pending_cap import check_room_for_another_order
+from application.use_cases._notify import claimed_notifications_for
+from application.use_cases._pending_cap import refuse_when_full
 from domain.errors import NotASeeker, ProfileNotFound, UnknownProvider
 from domain.geo import GeoPoint
 from domain.notifications import Notification, PushState, SocketState
@@ -41,9 +41,13 @@ class WorkAssignment:
 class AssignWork:
     """A seeker offers a job to a provider, who hears about it by push and socket at once.
 
-    The order and the provider's notification are saved in one transaction before anything is
-    sent; delivery then waits at most the request budget, and whatever did not finish in time is
-    finished in the background or by the dispatcher.
+    The order and the provider's notification are saved in one statement before anything is sent;
+    delivery then waits at most the request budget, and whatever did not finish in time is finished in
+    the background or by the dispatcher.
+
+    Two round trips to the database: one read (the parties, their devices, the seeker's pending count,
+    the new order's id) and that one write. Without an Idempotency-Key they run on a single-write unit
+    of work (no BEGIN/COMMIT); with one, the key's claim and answer share a transaction with the write.
     """
 
     def __init__(
@@ -53,8 +57,10 @@ class AssignWork:
         clock: Clock,
         work_policy: WorkPolicy,
         delivery_policy: DeliveryPolicy,
+        single_write_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._single_write_uow_factory = single_write_uow_factory or uow_factory
         self._delivery = delivery
         self._clock = clock
         self._work_policy = work_policy
@@ -62,17 +68,20 @@ class AssignWork:
 
     async def execute(self, command: AssignWorkCommand, idempotency: IdempotentRequest | None = None) -> WorkAssignment:
         now: datetime = self._clock.now()
-        async with self._uow_factory() as uow:
+        unit_of_work = self._uow_factory if idempotency is not None else self._single_write_uow_factory
+        async with unit_of_work() as uow:
             await claim(uow, idempotency, now, self._delivery_policy.request_budget + IN_FLIGHT_MARGIN)
-            people, devices = await uow.profiles.get_many_with_devices({command.seeker_id, command.provider_id})
-            seeker, provider = people.get(command.seeker_id), people.get(command.provider_id)
+            reads = await uow.work_orders.read_for_assignment(
+                command.seeker_id, command.provider_id, now, self._work_policy.max_pending_per_seeker
+            )
+            seeker, provider = reads.people.get(command.seeker_id), reads.people.get(command.provider_id)
             if seeker is None:
                 raise ProfileNotFound("no profile for this user")
             if not seeker.is_seeker:
                 raise NotASeeker("only seekers can assign work")
             if provider is None:
                 raise UnknownProvider(f"there is no provider with id {command.provider_id}", field="provider_id")
-            await check_room_for_another_order(uow, self._work_policy, seeker.id or 0, now, "assigning")
+            refuse_when_full(self._work_policy, reads.seeker_pending, "assigning")
             order = WorkOrder.assign(
                 seeker,
                 provider,
@@ -83,12 +92,14 @@ class AssignWork:
                 now=now,
                 time_to_answer=self._work_policy.time_to_answer,
             )
-            await uow.work_orders.add(order)
+            order.id = reads.order_id
             order.record_assigned()
-            notifications = await save_notifications_for(uow, self._delivery, [order], people, now)
-            (notification,) = notifications
+            (notification,) = notifications = claimed_notifications_for(self._delivery, [order], reads.people, now)
+            await uow.work_orders.add_with_notification(order, notification)
+            self._delivery.created(notifications)
             await remember(uow, idempotency, _assignment(order, provider, notification), final=False)
             await uow.commit()
+        devices = reads.devices
         await self._delivery.deliver(notifications, devices, self._delivery_policy.request_budget)
         assignment = _assignment(order, provider, notification)
         await remember_final(self._uow_factory, idempotency, assignment)
