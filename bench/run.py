@@ -275,8 +275,20 @@ def run_backend(backend: str, args) -> dict[str, Any]:
     return results
 
 
+# The targets of issue 17, printed beside the figures (they live here, never in the tests).
+TARGETS = {
+    "assign_vs_reference": ">= 0.8",
+    "end_to_end": "p50 <= 5 / p99 <= 25",
+    "not_arrived": "0",
+    "kb_per_socket": "<= 16",
+    "fcm_ratio": ">= 0.8",
+    "seed_ratio": ">= 10",
+    "embedded_assign": ">= 500",
+}
+
+
 def table(summary: dict[str, Any]) -> str:
-    rows = []
+    rows: list[tuple[str, str, Any, str]] = []
     for run in summary["runs"]:
         b = run["backend"]
         ref, orm, closed, opened, rtt, capacity = (
@@ -292,45 +304,87 @@ def table(summary: dict[str, Any]) -> str:
         )
         further = run.get("kb_per_further_socket", {})
         rows += [
-            (b, "one-INSERT reference (Core), req/s", ref.get("requests_per_second")),
-            (b, "one-INSERT reference (ORM), req/s", orm.get("requests_per_second")),
-            (b, "assign-work closed loop, req/s", closed.get("requests_per_second")),
-            (b, "assign-work / reference (Core)", run.get("assign_vs_reference")),
-            (b, "assign-work / reference (ORM)", run.get("assign_vs_reference_orm")),
-            (b, "assign-work closed loop, CPU % server/PostgreSQL/Redis/generator", _cpu(closed)),
-            (b, "assign-work closed loop, HTTP p50/p99 ms", _pair(closed.get("http_latency_ms"))),
+            (b, "one-INSERT reference (Core), req/s", ref.get("requests_per_second"), ""),
+            (b, "one-INSERT reference (ORM), req/s", orm.get("requests_per_second"), ""),
+            (
+                b,
+                "assign-work closed loop, req/s",
+                closed.get("requests_per_second"),
+                TARGETS["embedded_assign"] if b == "embedded" else "",
+            ),
+            (b, "assign-work / reference (Core)", run.get("assign_vs_reference"), TARGETS["assign_vs_reference"]),
+            (b, "assign-work / reference (ORM)", run.get("assign_vs_reference_orm"), ""),
+            (b, "assign-work closed loop, CPU % server/PostgreSQL/Redis/generator", _cpu(closed), ""),
+            (b, "assign-work closed loop, HTTP p50/p99 ms", _pair(closed.get("http_latency_ms")), ""),
             (
                 b,
                 f"end-to-end at {opened.get('rate_target')}/s, {opened.get('idle_sockets')} sockets, p50/p99 ms",
                 _pair(opened.get("end_to_end_ms")),
+                TARGETS["end_to_end"],
             ),
-            (b, "end-to-end, not arrived within 5 s", opened.get("not_arrived_within_5s")),
-            (b, "open loop errors", opened.get("errors")),
-            (b, "accept round trip p50/p99 ms", _pair(rtt.get("round_trip_ms"))),
+            (b, "end-to-end, not arrived within 5 s", opened.get("not_arrived_within_5s"), TARGETS["not_arrived"]),
+            (b, "open loop errors", opened.get("errors"), "0"),
+            (b, "accept round trip p50/p99 ms", _pair(rtt.get("round_trip_ms")), ""),
             (
                 b,
                 f"capacity: {capacity.get('idle_sockets')} sockets, end-to-end p50/p99 ms",
                 _pair(capacity.get("end_to_end_ms")),
+                TARGETS["end_to_end"] if capacity else "",
             ),
             (
                 b,
                 "capacity: not arrived within 5 s / errors",
                 f"{capacity.get('not_arrived_within_5s')} / {capacity.get('errors')}" if capacity else None,
+                "0 / 0" if capacity else "",
             ),
-            (b, f"KB per idle socket ({run.get('idle_sockets')} sockets)", run.get("kb_per_idle_socket")),
-            (b, f"KB per further idle socket ({further.get('from')} -> {further.get('to')})", further.get("kb")),
+            (b, f"KB per idle socket ({run.get('idle_sockets')} sockets)", run.get("kb_per_idle_socket"), ""),
+            (
+                b,
+                f"KB per further idle socket ({further.get('from')} -> {further.get('to')})",
+                further.get("kb"),
+                TARGETS["kb_per_socket"],
+            ),
         ]
     if "fcm" in summary:
-        rows.append(("fcm", "FCM adapter against the fake, pushes/s", summary["fcm"]["pushes_per_second"]))
-        rows.append(
-            ("fcm", "  the same with FCM_TRANSPORT=sdk, pushes/s", summary["fcm_sdk_transport"]["pushes_per_second"])
-        )
-        plain = summary["fcm"]["plain_aiohttp_pushes_per_second"]
-        rows.append(("fcm", "  plain aiohttp, same requests, same fake, pushes/s", plain))
-        rows.append(("fcm", "  adapter / plain aiohttp (target >= 0.8)", summary["fcm"]["ratio_to_plain_aiohttp"]))
+        fcm = summary["fcm"]
+        rows += [
+            ("fcm", "FCM adapter against the fake, pushes/s", fcm["pushes_per_second"], ""),
+            (
+                "fcm",
+                "  the same with FCM_TRANSPORT=sdk, pushes/s",
+                summary["fcm_sdk_transport"]["pushes_per_second"],
+                "",
+            ),
+            ("fcm", "  plain aiohttp, same requests, same fake, pushes/s", fcm["plain_aiohttp_pushes_per_second"], ""),
+            ("fcm", "  adapter / plain aiohttp", fcm["ratio_to_plain_aiohttp"], TARGETS["fcm_ratio"]),
+        ]
+    if seed := summary.get("seed_stack"):
+        theirs, ours = seed["seed"], seed["workcast"]
+        rows += [
+            ("seed", "seed stack (Django + Channels), assign-work req/s", theirs["req_per_s"], ""),
+            ("seed", "workcast on the seed's load generator, req/s", ours["req_per_s"], ""),
+            ("seed", "workcast / seed stack", seed["ratio"], TARGETS["seed_ratio"]),
+            (
+                "seed",
+                "order -> socket p99 ms, seed / workcast",
+                f"{theirs['order_to_socket_p99_ms']} / {ours['order_to_socket_p99_ms']}",
+                "",
+            ),
+            (
+                "seed",
+                "RSS KB per idle socket, seed / workcast",
+                f"{theirs['rss_kb_per_idle_socket']} / {ours['rss_kb_per_idle_socket']}",
+                "",
+            ),
+        ]
     width = max(len(r[1]) for r in rows)
-    lines = [f"{'backend':<9} {'figure':<{width}}  value", "-" * (width + 22)]
-    lines += [f"{b:<9} {name:<{width}}  {value}" for b, name, value in rows]
+    values = [str(r[2]) for r in rows]
+    value_width = max(len(v) for v in values)
+    lines = [f"{'backend':<9} {'figure':<{width}}  {'value':<{value_width}}  target", "-" * (width + value_width + 40)]
+    lines += [
+        f"{b:<9} {name:<{width}}  {value:<{value_width}}  {target}"
+        for (b, name, _, target), value in zip(rows, values, strict=True)
+    ]
     return "\n".join(lines)
 
 
@@ -371,6 +425,11 @@ def main() -> None:
         action="store_true",
         help="PostgreSQL with fsync and synchronous_commit off (figures labelled so; the headline is fsync on)",
     )
+    parser.add_argument(
+        "--seed-stack",
+        type=Path,
+        help="also run the seed's own stack from this folder (e.g. ../shared/bench) and report workcast / seed",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON summary to this file")
     args = parser.parse_args()
     if args.quick:
@@ -395,6 +454,11 @@ def main() -> None:
     log("FCM adapter throughput against the fake FCM server (FCM_TRANSPORT=aiohttp, the default, and sdk)")
     summary["fcm"] = asyncio.run(measure(args.fcm_pushes, 100))
     summary["fcm_sdk_transport"] = asyncio.run(measure(args.fcm_pushes, 100, "sdk"))
+    if args.seed_stack:
+        from bench.seed_ratio import compare
+
+        log(f"the seed stack from {args.seed_stack}, then workcast, on its PostgreSQL (fsync on) and Redis")
+        summary["seed_stack"] = compare(args.seed_stack, args.providers, args.concurrency, max(args.duration, 10))
     print(table(summary))
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -150,6 +150,26 @@ def figures(summary: dict) -> dict:
     }
 
 
+def compare(
+    stack: Path, providers: int, concurrency: int, duration: float, workers: int = 1, seed: bool = True
+) -> dict:
+    """Run the seed stack, then workcast, on the seed stack's infrastructure; their figures and the ratio."""
+    stack = stack.resolve()
+    bench_dir = Path(os.environ.get("BENCH_DIR", "/tmp/bench"))
+    args = argparse.Namespace(providers=providers, concurrency=concurrency, duration=duration, workers=workers)
+    sh(str(stack / "infra.sh"), "setup", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
+    sh(str(stack / "infra.sh"), "start", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
+    try:
+        theirs = figures(run_seed(stack, bench_dir, args)) if seed else None
+        log(f"seed: {theirs}")
+        ours = figures(run_workcast(stack, bench_dir, args))
+        log(f"workcast: {ours}")
+    finally:
+        sh(str(stack / "infra.sh"), "stop", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
+    ratio = round(ours["req_per_s"] / theirs["req_per_s"], 2) if theirs and theirs["req_per_s"] else None
+    return {"seed": theirs, "workcast": ours, "ratio": ratio, "workers": workers, "target_ratio": TARGET_RATIO}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed-stack", type=Path, required=True, help="the folder with infra.sh and loadgen.py")
@@ -159,30 +179,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="workcast serve --workers (the seed runs one)")
     parser.add_argument("--skip-seed", action="store_true", help="workcast only (e.g. to compare --workers)")
     args = parser.parse_args()
-    stack = args.seed_stack.resolve()
-    bench_dir = Path(os.environ.get("BENCH_DIR", "/tmp/bench"))
-    sh(str(stack / "infra.sh"), "setup", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
-    sh(str(stack / "infra.sh"), "start", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
-    try:
-        seed = None if args.skip_seed else figures(run_seed(stack, bench_dir, args))
-        log(f"seed: {seed}")
-        ours = figures(run_workcast(stack, bench_dir, args))
-        log(f"workcast: {ours}")
-    finally:
-        sh(str(stack / "infra.sh"), "stop", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
+    found = compare(args.seed_stack, args.providers, args.concurrency, args.duration, args.workers, not args.skip_seed)
+    seed, ours = found["seed"], found["workcast"]
     if seed is None:
         print(json.dumps({"workcast": ours, "workers": args.workers}))
         return
-    ratio = ours["req_per_s"] / seed["req_per_s"] if seed["req_per_s"] else None
     print("| | seed stack | workcast | ratio |")
     print("| --- | --- | --- | --- |")
     target = f"target >= {TARGET_RATIO:g}x"
-    print(f"| assign-work req/s | {seed['req_per_s']} | {ours['req_per_s']} | {ratio:.1f}x ({target}) |")
+    print(f"| assign-work req/s | {seed['req_per_s']} | {ours['req_per_s']} | {found['ratio']}x ({target}) |")
     print(f"| order -> socket p99 | {seed['order_to_socket_p99_ms']} ms | {ours['order_to_socket_p99_ms']} ms | |")
     print(f"| RSS per idle socket | {seed['rss_kb_per_idle_socket']} KB | {ours['rss_kb_per_idle_socket']} KB | |")
     lost = (f"{who['errors']} / {who['not_within_5s']}" for who in (seed, ours))
     print("| errors / not within 5 s | {} | {} | |".format(*lost))
-    print(json.dumps({"seed": seed, "workcast": ours, "ratio": ratio}), file=sys.stderr)
+    print(json.dumps(found), file=sys.stderr)
 
 
 if __name__ == "__main__":

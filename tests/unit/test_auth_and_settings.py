@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 import pytest
@@ -57,6 +57,39 @@ async def test_hs256_round_trip_and_refusals():
         await subject(settings, jwt.encode({"sub": "42"}, SECRET, algorithm="HS256"))  # no exp
     with pytest.raises(InvalidToken):
         await subject(settings, None)
+
+
+async def test_a_verified_token_is_remembered_for_a_minute_at_most_and_never_past_its_expiry(monkeypatch):
+    from adapters.identity import verifier as module
+
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(module.time, "time", lambda: now[0])
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _frozen_datetime(now))
+    verifier = pick_verifier(Settings.from_env({"JWT_SECRET": SECRET}))
+    short = jwt.encode({"sub": "7", "exp": int(now[0]) + 30}, SECRET, algorithm="HS256")
+    long = jwt.encode({"sub": "8", "exp": int(now[0]) + 3600}, SECRET, algorithm="HS256")
+    assert (await verifier.verify(short)).subject == "7" and (await verifier.verify(long)).subject == "8"
+    checks = []
+    real_verify = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda token: checks.append(token) or real_verify(token))
+    assert (await verifier.verify(short)).subject == "7" and checks == []  # remembered
+    now[0] += 40  # past the short one's exp (and its 5 s leeway): remembered no longer
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(short)
+    assert (await verifier.verify(long)).subject == "8" and checks == [short]
+    now[0] += 30  # a minute after the long one was verified: its signature is checked again
+    assert (await verifier.verify(long)).subject == "8" and checks == [short, long]
+
+
+def _frozen_datetime(now: list[float]) -> type[datetime]:
+    """PyJWT reads the time as ``datetime.now(tz=UTC)``: give it the same fake time as the verifier's cache."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromtimestamp(now[0], tz)
+
+    return Frozen
 
 
 async def test_rs256_verifies_with_the_public_key_and_refuses_the_hs256_confusion_attack():
