@@ -61,10 +61,14 @@ async def listen(ws: aiohttp.ClientWebSocketResponse, inbox: Inbox) -> None:
             inbox.pongs += 1
 
 
-async def open_sockets(session, ws_base: str, path: str, tokens: list[str], inbox: Inbox, progress) -> list:
+async def open_sockets(sessions, ws_base: str, path: str, tokens: list[str], inbox: Inbox, progress) -> list:
+    """Open one socket per token, 200 at a time; ``sessions`` (one or a list) take turns per batch: one per
+    source address, since one address reaches one server port from at most ~28,000 ephemeral ports."""
+    sessions = sessions if isinstance(sessions, list) else [sessions]
     sockets, tasks = [], []
     batch = 200
     for start in range(0, len(tokens), batch):
+        session = sessions[(start // batch) % len(sessions)]
         opened = await asyncio.gather(
             *(
                 session.ws_connect(f"{ws_base}{path}?token={t}", heartbeat=None, autoping=True, compress=0)
@@ -205,13 +209,26 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
         report({"progress": text})
 
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+    # The idle sockets come from these source addresses (127.0.0.2-9 for more than ~25,000 sockets).
+    socket_sessions = [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, local_addr=(address, 0)), timeout=aiohttp.ClientTimeout(total=60)
+        )
+        for address in plan.get("source_addresses", ())
+    ]
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session,
+    ):
+        for extra in socket_sessions:
+            await stack.enter_async_context(extra)
+        idle_sessions = socket_sessions or session
         for _ in range(20):  # warm-up: first requests pay for imports and pool connections
             await post_reference(session, f"{base}/bench/insert")
         if plan.get("memory_only"):  # --ws-compare: server memory around the sockets, nothing else
             checkpoint("before_sockets")
             tokens = [p["token"] for p in providers[: plan["idle_sockets"]]]
-            sockets = await open_sockets(session, ws_base, "/ws/work/provider/", tokens, Inbox(), progress)
+            sockets = await open_sockets(idle_sessions, ws_base, "/ws/work/provider/", tokens, Inbox(), progress)
             checkpoint("sockets_open")
             for ws in sockets:
                 await ws.close()
@@ -231,7 +248,7 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
         inbox = Inbox()
         connected = providers[: plan["idle_sockets"]]
         sockets = await open_sockets(
-            session, ws_base, "/ws/work/provider/", [p["token"] for p in connected], inbox, progress
+            idle_sessions, ws_base, "/ws/work/provider/", [p["token"] for p in connected], inbox, progress
         )
         seeker_inbox = Inbox()
         rtt_seekers = seekers[:5]
@@ -258,7 +275,7 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
             if target > len(connected):
                 more = providers[len(connected) : target]
                 sockets[len(connected) : len(connected)] = await open_sockets(
-                    session, ws_base, "/ws/work/provider/", [p["token"] for p in more], inbox, progress
+                    idle_sessions, ws_base, "/ws/work/provider/", [p["token"] for p in more], inbox, progress
                 )
                 connected = connected + more
                 checkpoint(f"sockets_open_{len(connected) + len(rtt_seekers)}")

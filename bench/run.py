@@ -15,6 +15,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,18 @@ UNLIMITED = {
     "RATE_LIMIT_SOCKET_CONNECTS": "1000000/1000000",
     "MAX_PENDING_ORDERS_PER_SEEKER": "0",
 }
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Every idle socket is a file in the server and one in the load generator (both inherit this limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))  # above the hard limit: root only
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log(f"open files limited to {hard}: fewer sockets than asked for may open (raise `ulimit -Hn`)")
 
 
 def log(text: str) -> None:
@@ -235,6 +248,8 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 "closed_loop": not args.skip_closed_loop,
                 "latency_sockets": args.latency_sockets,
                 "capacity_sockets": args.capacity_sockets if backend == "postgres" else 0,
+                # One source address reaches the server's port from ~28,000 ephemeral ports at most.
+                "source_addresses": [f"127.0.0.{i}" for i in range(2, 10)] if total > 20_000 else [],
             }
             for item in load_generator(port, pid, plan, timeout=max(600, args.duration * 10)):
                 if "generator_pid" in item:
@@ -438,6 +453,7 @@ def main() -> None:
     if args.ws_compare:
         print(json.dumps(compare_websocket_implementations(args), indent=2))
         return
+    raise_open_files_limit(max(args.providers, args.latency_sockets, args.capacity_sockets) + 10_000)
     backends = ["embedded", "postgres"] if args.backend == "both" else [args.backend]
     summary: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -460,9 +476,9 @@ def main() -> None:
         log(f"the seed stack from {args.seed_stack}, then workcast, on its PostgreSQL (fsync on) and Redis")
         summary["seed_stack"] = compare(args.seed_stack, args.providers, args.concurrency, max(args.duration, 10))
     print(table(summary))
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2, default=str))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
+        args.json.write_text(json.dumps(summary, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ here and nowhere else:
   that ignore Retry-After: our dispatcher retries with backoff and honours Retry-After instead) and
   without a per-message auth flow;
 - its ``_fcm_headers``, which carry our access token (refreshed ahead of expiry, in a thread);
-- with ``transport="aiohttp"`` (the default), the HTTP transport under the SDK's httpx client:
-  aiohttp's HTTP/1.1 pool through httpx-aiohttp instead of httpcore's. Measured against the local
-  fake, the sender's CPU per push was the limit, a third of it in httpcore's pool bookkeeping
-  (every request re-checks every pooled connection with a syscall): ~1,000 pushes/s with the SDK's
-  transport, ~3,000 with aiohttp's (bench/). ``transport="sdk"`` keeps the SDK's own (HTTP/2).
+- with ``transport="aiohttp"`` (the default), its encoder and error parser around our own POSTs on
+  aiohttp's HTTP/1.1 pool (``direct.py``: the sender's CPU per push was the limit, and most of it went to
+  the SDK's per-device objects and httpx/httpcore around the request). ``transport="sdk"`` sends through
+  the SDK's ``send_each_async`` on its own HTTP/2 client.
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ from pathlib import Path
 import firebase_admin
 import google.auth.exceptions
 import google.auth.transport.requests
-import httpx
 from firebase_admin import credentials, messaging
 
+from adapters.fcm.direct import DirectPoster
 from adapters.fcm.errors import result_of
 from application.ports import PushFailed, PushMessage, PushResult, PushRetryLater, PushSender, PushSent
 from domain.devices import AddressKind, DeviceToken
@@ -79,6 +78,7 @@ class FcmPushSender(PushSender):
         self._credential = certificate.get_credential()
         self._refresh_lock = asyncio.Lock()
         self._service = None
+        self._direct: DirectPoster | None = None
 
     @property
     def project_id(self) -> str:
@@ -97,6 +97,9 @@ class FcmPushSender(PushSender):
         service = self._messaging_service()
         service._fcm_headers["Authorization"] = f"Bearer {self._credential.token}"
         expires = int(time.time() + _ttl(message).total_seconds())
+        if self._direct is not None:
+            headers = {**service._fcm_headers, "Content-Type": "application/json"}
+            return await self._direct.send(_encoded_without_target(message, expires), devices, headers)
         fcm_messages = [_fcm_message(message, device, expires) for device in devices]
         results: list[PushResult] = []
         for start in range(0, len(fcm_messages), MAX_BATCH):
@@ -116,6 +119,8 @@ class FcmPushSender(PushSender):
         """
         if self._service is not None:
             await self._service._async_client.aclose()
+        if self._direct is not None:
+            await self._direct.aclose()
         await asyncio.to_thread(firebase_admin.delete_app, self._app)
 
     async def _fresh_access_token(self) -> None:
@@ -151,23 +156,16 @@ class FcmPushSender(PushSender):
                 retry_config=_retry.HttpxRetry(max_retries=0),
             )
             if self._transport == "aiohttp":
-                client._async_client = httpx.AsyncClient(
-                    timeout=client._timeout, headers=client._headers, transport=_aiohttp_transport(self._base_url)
+                self._direct = DirectPoster(
+                    service._fcm_url,
+                    _proxy_from_environment(self._base_url),
+                    self._app.options.get("httpTimeout"),
+                    MAX_CONNECTIONS,
+                    service._handle_fcm_httpx_error,
                 )
             service._async_client = client
             self._service = service
         return self._service
-
-
-def _aiohttp_transport(base_url: str) -> httpx.AsyncBaseTransport:
-    import aiohttp
-    from httpx_aiohttp import AiohttpTransport
-
-    def session() -> aiohttp.ClientSession:  # made on first use, inside the running loop
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
-
-    proxy = _proxy_from_environment(base_url)
-    return AiohttpTransport(client=session, proxy=httpx.Proxy(proxy) if proxy else None)
 
 
 def _proxy_from_environment(url: str) -> str | None:
@@ -185,6 +183,14 @@ def _proxy_from_environment(url: str) -> str | None:
 
 def _ttl(message: PushMessage) -> timedelta:
     return max(timedelta(seconds=1), min(message.time_to_live, MAX_TTL))
+
+
+def _encoded_without_target(message: PushMessage, expires_at_epoch: int) -> dict:
+    """The message as the SDK encodes (and validates) it, without the target, which is per device."""
+    common = _silent(message, expires_at_epoch) if message.silent else _alert(message, expires_at_epoch)
+    encoded = messaging._MessagingService.encode_message(messaging.Message(fid="target", **common))
+    del encoded["fid"]
+    return encoded
 
 
 def _fcm_message(message: PushMessage, device: DeviceToken, expires_at_epoch: int) -> messaging.Message:
