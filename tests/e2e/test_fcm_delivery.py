@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
 )
 from tests.fakes.fcm import fake_fcm_server
 from tests.fixtures.servers import free_port
+from tests.fixtures.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -346,9 +347,16 @@ async def test_the_funnel_by_platform_counts_what_fcm_accepted(fcm, fcm_server, 
             f"/api/1/profiles/notifications/{r.json()['data']['notification_id']}/opened/", headers=provider.headers
         )
         assert opened.status_code == 200
-        stats = (
-            await http.get("/api/1/profiles/notifications/stats/", params={"hours": 1}, headers=operator.headers)
-        ).json()["data"]
+
+        async def stats_with_the_ios_push():
+            # The push attempts are recorded behind the request (in batches), so they show up shortly after.
+            answer = await http.get(
+                "/api/1/profiles/notifications/stats/", params={"hours": 1}, headers=operator.headers
+            )
+            data = answer.json()["data"]
+            return data if "ios" in data["by_platform"] else None
+
+        stats = await eventually(stats_with_the_ios_push)
     ios = stats["by_platform"]["ios"]
     assert ios["pushed"] >= ios["delivered"] >= ios["opened"] >= 1
     offers = stats["by_kind"]["work_assigned"]

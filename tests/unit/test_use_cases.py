@@ -197,8 +197,9 @@ async def test_retries_stop_after_the_configured_attempts_with_the_reason(world)
     world.assign_work._work_policy = WorkPolicy(time_to_answer=timedelta(days=1))
     assignment = await world.assign(seeker, provider)
     for _ in range(20):
-        world.clock.advance(world.delivery_policy.max_retry_delay)
+        world.clock.advance(world.delivery_policy.max_retry_delay)  # also past each lease:
         await world.dispatch.execute()
+        await world.settle()  # so the outcome is written before the next run, as real time between runs ensures
     stored = await world.notification(assignment.notification_id)
     assert stored.attempts == world.delivery_policy.max_attempts
     assert stored.push_state is PushState.FAILED and "UNAVAILABLE" in stored.push_error
