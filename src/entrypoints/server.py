@@ -87,7 +87,7 @@ if importlib.util.find_spec("httptools") is not None:
 
 
 class ClosingWSProtocol(WSProtocol):
-    """uvicorn's wsproto protocol, with a short goodbye.
+    """uvicorn's wsproto protocol, with a short goodbye and without the upgrade request's leftovers.
 
     Once the server has sent its close frame, uvicorn goes on parsing whatever the peer sends for up to
     10 s while it waits for the echo. A flooding client that ignores the close kept the server parsing
@@ -101,6 +101,20 @@ class ClosingWSProtocol(WSProtocol):
         super().__init__(*args, **kwargs)
         self.close_timeout = 1.0
         self._read_after_close = 0
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            self._forget_handshake()
+
+    def _forget_handshake(self) -> None:
+        """Once the socket is open, wsproto keeps the HTTP/1.1 parser of the upgrade request (h11's connection,
+        its buffers and the request with its headers) for the socket's whole life, unused: drop them. Private
+        parts of wsproto 1.2; where they are not, nothing is dropped."""
+        handshake = getattr(self.conn, "handshake", None)
+        if getattr(self.conn, "connection", None) is not None and hasattr(handshake, "_h11_connection"):
+            handshake._h11_connection = None
+            handshake._initiating_request = None
 
     def data_received(self, data: bytes) -> None:
         if self.close_sent:
