@@ -12,6 +12,7 @@ import argparse
 import gc
 import os
 import time
+import tracemalloc
 
 import uvicorn
 from litestar import get, post
@@ -69,6 +70,41 @@ class GcPauses:
         return summary
 
 
+class TracedMemory:
+    """Python's allocations grown since ``start``, by the part of the code that made them (bench.socket_memory)."""
+
+    def __init__(self) -> None:
+        self._baseline: tracemalloc.Snapshot | None = None
+
+    def start(self) -> None:
+        gc.collect()
+        tracemalloc.start(1)
+        self._baseline = tracemalloc.take_snapshot()
+
+    def grown_by_part(self) -> dict[str, int]:
+        assert self._baseline is not None, "POST /bench/tracemalloc/start first"
+        gc.collect()
+        grown: dict[str, int] = {}
+        for stat in tracemalloc.take_snapshot().compare_to(self._baseline, "filename"):
+            part = part_of(stat.traceback[0].filename)
+            grown[part] = grown.get(part, 0) + stat.size_diff
+        return dict(sorted(grown.items(), key=lambda item: -item[1]))
+
+
+def part_of(filename: str) -> str:
+    """``site-packages/uvicorn/protocols/...`` -> ``uvicorn``; the standard library's asyncio -> ``asyncio``; ours by
+    layer (``workcast: entrypoints``)."""
+    path = filename.replace("\\", "/")
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    for layer in ("domain", "application", "adapters", "entrypoints"):
+        if f"/src/{layer}/" in path:
+            return f"workcast: {layer}"
+    if "/asyncio/" in path:
+        return "asyncio"
+    return "python: " + path.rsplit("/", 1)[-1]
+
+
 def without(parts: str, app) -> None:
     """BENCH_WITHOUT=metrics,audit: switch a part off, to measure what it costs (bench.observability_cost)."""
     if "metrics" in parts:
@@ -114,6 +150,19 @@ def create_bench_app():
     async def gc_pauses_since_last_asked() -> dict:
         return pauses.summary_and_reset()
 
+    traced = TracedMemory()
+
+    @post("/bench/tracemalloc/start", status_code=200, include_in_schema=False)
+    async def start_tracing() -> dict:
+        traced.start()
+        return {"tracing": True}
+
+    @get("/bench/tracemalloc/grown", include_in_schema=False)
+    async def traced_growth() -> dict:
+        return traced.grown_by_part()
+
+    app.register(start_tracing)
+    app.register(traced_growth)
     app.register(insert_one_row)
     app.register(gc_pauses_since_last_asked)
     app.register(insert_one_row_with_the_orm)
