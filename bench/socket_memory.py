@@ -34,9 +34,14 @@ def measure(backend: str, sockets: int) -> dict:
                     found["rss_kb_per_socket"] = round((item["rss_kb"] - found["rss_kb_before"]) / sockets, 1)
                     grown = httpx.get(f"{base}/bench/tracemalloc/grown", timeout=120).json()
                     found["traced_kb_per_socket"] = {
-                        part: round(size / 1024 / sockets, 2) for part, size in grown.items() if abs(size) >= 1024
+                        part: round(size / 1024 / sockets, 2)
+                        for part, size in grown["parts"].items()
+                        if size >= sockets * 50  # 50 bytes a socket and more
                     }
-                    found["traced_kb_per_socket_total"] = round(sum(grown.values()) / 1024 / sockets, 2)
+                    found["traced_kb_per_socket_total"] = round(sum(grown["parts"].values()) / 1024 / sockets, 2)
+                    found["top_lines_bytes_per_socket"] = {
+                        line: round(size / sockets) for line, size in grown["lines"].items()
+                    }
             return found
 
 
@@ -49,6 +54,9 @@ def main() -> None:
     log(f"RSS {found['rss_kb_per_socket']} KB per socket (tracing on), traced {found['traced_kb_per_socket_total']} KB")
     for part, kb in found["traced_kb_per_socket"].items():
         print(f"{part:<40} {kb:>8.2f} KB per socket")
+    print("the lines that hold most, bytes per socket:")
+    for line, size in found["top_lines_bytes_per_socket"].items():
+        print(f"  {line:<70} {size:>6}")
     print(json.dumps(found))
 
 

@@ -109,12 +109,15 @@ class ClosingWSProtocol(WSProtocol):
 
     def _forget_handshake(self) -> None:
         """Once the socket is open, wsproto keeps the HTTP/1.1 parser of the upgrade request (h11's connection,
-        its buffers and the request with its headers) for the socket's whole life, unused: drop them. Private
-        parts of wsproto 1.2; where they are not, nothing is dropped."""
+        its buffers, the request with its headers, an event queue) for the socket's whole life, unused: drop them
+        (~2.5 KB a socket, bench.socket_memory). Private parts of wsproto 1.2; where they are not, nothing is
+        dropped."""
         handshake = getattr(self.conn, "handshake", None)
         if getattr(self.conn, "connection", None) is not None and hasattr(handshake, "_h11_connection"):
             handshake._h11_connection = None
             handshake._initiating_request = None
+            if not handshake._events:  # read only from now on (an empty deque is ~760 bytes; a tuple reads alike)
+                handshake._events = ()
 
     def data_received(self, data: bytes) -> None:
         if self.close_sent:
