@@ -6,6 +6,8 @@ nothing else (not a 400 or 422 that would tell a stranger how the endpoint reads
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
@@ -31,6 +33,17 @@ async def authenticated(connection: ASGIConnection, handler: BaseRouteHandler) -
     except (InvalidToken, ProfileNotFound):
         await note_auth_failure(connection.app, connection.scope)
         raise
+
+
+def in_order(*guards: Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """One Litestar guard that runs ``guards`` one after another. Litestar copies the route handler for every guard
+    it calls (~1 % of assign-work's CPU each, py-spy); these guards only read it, so one copy serves all."""
+
+    async def checks(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+        for guard in guards:
+            await guard(connection, handler)
+
+    return checks
 
 
 async def caller_of(identify: IdentifyCaller, authorization: str | None, query_token: str | None = None) -> int:

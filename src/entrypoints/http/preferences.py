@@ -14,7 +14,7 @@ from application.use_cases.notification_preferences import (
     ShowNotificationPreferences,
 )
 from domain.preferences import NotificationPreferences
-from entrypoints.http.guards import authenticated
+from entrypoints.http.guards import authenticated, in_order
 from entrypoints.http.limits import rate_limited
 from entrypoints.http.schemas import Envelope, envelope, error_responses
 from entrypoints.http.strict import canonical_numbers
@@ -53,7 +53,7 @@ class NotificationPreferencesController(Controller):
     path = "/api/1/profiles/notification-preferences"
     tags = ["profiles"]
     security = [{"BearerToken": []}]
-    guards = [authenticated, rate_limited, canonical_numbers]
+    guards = [in_order(authenticated, rate_limited, canonical_numbers)]
 
     @get("/", operation_id="showNotificationPreferences", responses=error_responses(400, 401, 503))
     async def show(

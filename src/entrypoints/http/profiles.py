@@ -32,7 +32,7 @@ from domain.errors import InvalidInput
 from domain.geo import MAX_RADIUS_KM, GeoPoint
 from domain.work_orders import WorkStatus
 from entrypoints.http import views
-from entrypoints.http.guards import authenticated
+from entrypoints.http.guards import authenticated, in_order
 from entrypoints.http.idempotency import IdempotencyKey, idempotent
 from entrypoints.http.limits import rate_limited
 from entrypoints.http.schemas import (
@@ -69,7 +69,7 @@ class ProfilesController(Controller):
     path = "/api/1/profiles"
     tags = ["profiles"]
     security = [{"BearerToken": []}]
-    guards = [authenticated, rate_limited, canonical_numbers]
+    guards = [in_order(authenticated, rate_limited, canonical_numbers)]
 
     @post(
         "/fcm-token/",
