@@ -99,8 +99,7 @@ class AssignWork:
             self._delivery.created(notifications)
             await remember(uow, idempotency, _assignment(order, provider, notification), final=False)
             await uow.commit()
-        devices = reads.devices
-        await self._delivery.deliver(notifications, devices, self._delivery_policy.request_budget)
+        await self._delivery.deliver(notifications, reads.devices, self._delivery_policy.request_budget)
         assignment = _assignment(order, provider, notification)
         await remember_final(self._uow_factory, idempotency, assignment)
         return assignment
