@@ -176,6 +176,13 @@ def gc_pauses(port: int) -> dict:
     return httpx.get(f"http://127.0.0.1:{port}/bench/gc", timeout=10).json()
 
 
+def stalls(port: int) -> list[dict]:
+    """The server's event-loop stalls over 20 ms since the last call, longest first, with the loop's stack at the
+    moment each was noticed (the first call starts the watch)."""
+    found = httpx.get(f"http://127.0.0.1:{port}/bench/stalls", timeout=10).json()
+    return sorted(found, key=lambda stall: -stall.get("ms", 0))[:10]
+
+
 def rss_kb(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss // 1024
 
@@ -258,11 +265,13 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                     log(f"{backend}: {item['progress']}")
                     cpu.percent()  # the next phase's figures start from here
                     gc_pauses(port)
+                    stalls(port)
                 elif "checkpoint" in item:
                     results[f"server_rss_kb_{item['checkpoint']}"] = item["rss_kb"]
                 elif "phase" in item:
                     item["result"] |= cpu.percent()
                     item["result"]["gc_pauses"] = gc_pauses(port)
+                    item["result"]["loop_stalls"] = stalls(port)
                     results[item["phase"]] = item["result"]
                     log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
         sockets = args.providers + 5  # the idle provider sockets and the seekers' round-trip sockets

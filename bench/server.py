@@ -9,9 +9,13 @@ machine to machine. Two of them: ``/bench/insert`` with SQLAlchemy Core (as our 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
+import sys
+import threading
 import time
+import traceback
 import tracemalloc
 from typing import Any
 
@@ -116,6 +120,42 @@ def part_of(filename: str) -> str:
     return "python: " + path.rsplit("/", 1)[-1]
 
 
+class StallWatch:
+    """Where the event loop is when it stalls: a thread notices the loop has not ticked for ``threshold`` s and
+    takes the loop thread's stack at that moment (the classic blocking detector; bench only)."""
+
+    def __init__(self, threshold: float = 0.02) -> None:
+        self.threshold = threshold
+        self.stalls: list[dict] = []
+        self._tick = time.perf_counter()
+        self._loop_thread: int | None = None
+
+    async def tick_forever(self) -> None:
+        self._loop_thread = threading.get_ident()
+        threading.Thread(target=self._watch, daemon=True, name="stall-watch").start()
+        while True:
+            self._tick = time.perf_counter()
+            await asyncio.sleep(0.002)
+
+    def _watch(self) -> None:
+        stalled_after = None  # the last tick before the loop stalled
+        while True:
+            time.sleep(0.002)
+            tick = self._tick
+            if stalled_after is not None and tick != stalled_after:
+                self.stalls[-1]["ms"] = round((tick - stalled_after) * 1000, 1)  # ticking again: how long it was
+                stalled_after = None
+            if stalled_after is None and time.perf_counter() - tick > self.threshold:
+                stalled_after = tick
+                frame = sys._current_frames().get(self._loop_thread or 0)
+                stack = [f"{short(f.filename)}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)[-12:]]
+                self.stalls.append({"at": round(time.time(), 3), "stack": stack})
+
+    def take(self) -> list[dict]:
+        taken, self.stalls = self.stalls, []
+        return taken
+
+
 def without(parts: str, app) -> None:
     """BENCH_WITHOUT=metrics,audit: switch a part off, to measure what it costs (bench.observability_cost)."""
     if "metrics" in parts:
@@ -156,6 +196,14 @@ def create_bench_app():
         return {"status": "success", "message": "inserted", "data": {"id": row.id}}
 
     pauses = GcPauses()
+    stalls = StallWatch()
+
+    @get("/bench/stalls", include_in_schema=False)
+    async def stalls_since_last_asked() -> list[dict]:
+        if stalls._loop_thread is None:
+            app.state.stall_task = asyncio.get_running_loop().create_task(stalls.tick_forever())
+            return []
+        return stalls.take()
 
     @get("/bench/gc", include_in_schema=False)
     async def gc_pauses_since_last_asked() -> dict:
@@ -172,6 +220,7 @@ def create_bench_app():
     async def traced_growth() -> dict:
         return traced.grown_by_part()
 
+    app.register(stalls_since_last_asked)
     app.register(start_tracing)
     app.register(traced_growth)
     app.register(insert_one_row)
