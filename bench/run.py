@@ -240,6 +240,8 @@ def compare_websocket_implementations(args) -> dict[str, Any]:
 def run_backend(backend: str, args) -> dict[str, Any]:
     results: dict[str, Any] = {"backend": backend}
     with infrastructure(backend, durable=not args.fsync_off) as env:
+        if args.loop_stalls:
+            env = env | {"BENCH_STALL_MS": str(args.loop_stalls)}
         total = max(args.providers, args.latency_sockets, args.capacity_sockets)
         log(f"{backend}: creating {total} providers and {args.seekers} seekers")
         providers, seekers = asyncio.run(seed_users(env, total, args.seekers))
@@ -448,6 +450,12 @@ def main() -> None:
         "--fsync-off",
         action="store_true",
         help="PostgreSQL with fsync and synchronous_commit off (figures labelled so; the headline is fsync on)",
+    )
+    parser.add_argument(
+        "--loop-stalls",
+        type=float,
+        metavar="MS",
+        help="report the server's event-loop stalls over MS ms per phase, with the loop's stack (a little CPU)",
     )
     parser.add_argument(
         "--seed-stack",

@@ -196,10 +196,12 @@ def create_bench_app():
         return {"status": "success", "message": "inserted", "data": {"id": row.id}}
 
     pauses = GcPauses()
-    stalls = StallWatch()
+    stalls = StallWatch(float(os.environ.get("BENCH_STALL_MS", "20")) / 1000)
 
     @get("/bench/stalls", include_in_schema=False)
     async def stalls_since_last_asked() -> list[dict]:
+        if not os.environ.get("BENCH_STALL_MS"):  # off unless asked: its 2 ms ticker costs a little CPU
+            return []
         if stalls._loop_thread is None:
             app.state.stall_task = asyncio.get_running_loop().create_task(stalls.tick_forever())
             return []
