@@ -121,35 +121,35 @@ def part_of(filename: str) -> str:
 
 
 class StallWatch:
-    """Where the event loop is when it stalls: a thread notices the loop has not ticked for ``threshold`` s and
-    takes the loop thread's stack at that moment (the classic blocking detector; bench only)."""
+    """The event loop's stalls: a ticker on the loop notes every time it woke ``threshold`` s late (reliable), and a
+    thread takes the loop thread's stack while a stall lasts (best effort: a stall that holds the GIL, like a
+    garbage collection, ends before the thread can look)."""
 
     def __init__(self, threshold: float = 0.02) -> None:
         self.threshold = threshold
         self.stalls: list[dict] = []
         self._tick = time.perf_counter()
         self._loop_thread: int | None = None
+        self._stack: list[str] | None = None
 
     async def tick_forever(self) -> None:
         self._loop_thread = threading.get_ident()
         threading.Thread(target=self._watch, daemon=True, name="stall-watch").start()
         while True:
-            self._tick = time.perf_counter()
+            before = self._tick = time.perf_counter()
             await asyncio.sleep(0.002)
+            late = time.perf_counter() - before - 0.002
+            if late > self.threshold:
+                self.stalls.append({"at": round(time.time(), 3), "ms": round(late * 1000, 1), "stack": self._stack})
+            self._stack = None
 
     def _watch(self) -> None:
-        stalled_after = None  # the last tick before the loop stalled
         while True:
             time.sleep(0.002)
             tick = self._tick
-            if stalled_after is not None and tick != stalled_after:
-                self.stalls[-1]["ms"] = round((tick - stalled_after) * 1000, 1)  # ticking again: how long it was
-                stalled_after = None
-            if stalled_after is None and time.perf_counter() - tick > self.threshold:
-                stalled_after = tick
+            if self._stack is None and time.perf_counter() - tick > self.threshold:
                 frame = sys._current_frames().get(self._loop_thread or 0)
-                stack = [f"{short(f.filename)}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)[-12:]]
-                self.stalls.append({"at": round(time.time(), 3), "stack": stack})
+                self._stack = [f"{short(f.filename)}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)[-12:]]
 
     def take(self) -> list[dict]:
         taken, self.stalls = self.stalls, []
