@@ -59,11 +59,10 @@ def _insert_with_binds(table: Table, prefix: str, without: tuple[str, ...] = ())
     return insert(table).values(binds)
 
 
-INSERT_ORDER = _insert_with_binds(work_orders, "o_")  # the id included: it was reserved
-INSERT_NOTIFICATION = _insert_with_binds(notifications, "n_", without=("id",)).returning(notifications.c.id)
-# PostgreSQL: the order and its notification in one statement, returning the notification's id.
+# PostgreSQL: the order (with its reserved id) and its notification in one statement, returning the
+# notification's id. (SQLite runs the repositories' own two INSERTs in its transaction.)
 INSERT_ORDER_AND_NOTIFICATION = (
     _insert_with_binds(notifications, "n_", without=("id",))
-    .add_cte(INSERT_ORDER.returning(work_orders.c.id).cte("new_order"))
+    .add_cte(_insert_with_binds(work_orders, "o_").returning(work_orders.c.id).cte("new_order"))
     .returning(notifications.c.id)
 )

@@ -440,13 +440,14 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
 
     async def add_with_notification(self, order: WorkOrder, notification: Notification) -> None:
         assert order.id is not None and not order.is_broadcast, "an assignment has a reserved id and one provider"
-        values = {f"o_{name}": value for name, value in _order_columns(order).items()} | {"o_id": order.id}
-        values |= {f"n_{name}": value for name, value in _notification_columns(notification).items()}
-        if self._c.dialect.name == "postgresql":
-            notification.id = await returning_id(self._c, assignments.INSERT_ORDER_AND_NOTIFICATION, values)
+        order_values = {**_order_columns(order), "id": order.id}
+        notification_values = _notification_columns(notification)
+        if self._c.dialect.name != "postgresql":  # one writer at a time: the two INSERTs share its transaction
+            await insert_returning_id(self._c, INSERT_ORDER, order_values)
+            notification.id = await insert_returning_id(self._c, INSERT_NOTIFICATION, notification_values)
             return
-        await execute_many(self._c, assignments.INSERT_ORDER, [values])
-        notification.id = await returning_id(self._c, assignments.INSERT_NOTIFICATION, values)
+        values = {f"o_{k}": v for k, v in order_values.items()} | {f"n_{k}": v for k, v in notification_values.items()}
+        notification.id = await returning_id(self._c, assignments.INSERT_ORDER_AND_NOTIFICATION, values)
 
     async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
         query = select(work_orders).where(work_orders.c.id == order_id)
