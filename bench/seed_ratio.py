@@ -38,6 +38,18 @@ def last_json_line(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
+def load_shape(args) -> list[str]:
+    """The load generator's arguments both stacks are driven with."""
+    return [
+        "--providers",
+        str(args.providers),
+        "--concurrency",
+        str(args.concurrency),
+        "--duration",
+        str(args.duration),
+    ]
+
+
 def run_seed(stack: Path, bench_dir: Path, args) -> dict:
     log("seed stack: migrate, users, run")
     sh(str(stack / "infra.sh"), "reset-db", env={"BENCH_DIR": str(bench_dir)})
@@ -55,12 +67,7 @@ def run_seed(stack: Path, bench_dir: Path, args) -> dict:
         str(stack / "run_baseline.sh"),
         "uvicorn",
         "seed-ratio",
-        "--providers",
-        str(args.providers),
-        "--concurrency",
-        str(args.concurrency),
-        "--duration",
-        str(args.duration),
+        *load_shape(args),
         env={"BENCH_DIR": str(bench_dir)},
         capture_output=True,
     )
@@ -125,12 +132,7 @@ def run_workcast(stack: Path, bench_dir: Path, args) -> dict:
             f"redis={redis_pid}",
             "--label",
             "workcast",
-            "--providers",
-            str(args.providers),
-            "--concurrency",
-            str(args.concurrency),
-            "--duration",
-            str(args.duration),
+            *load_shape(args),
             capture_output=True,
         )
         return last_json_line(done.stdout)

@@ -369,9 +369,7 @@ async def test_an_assignment_saves_its_order_with_the_reserved_id_and_its_notifi
     uow_factory, single_write = uow_factories
     seeker, (provider, _) = await add_people(uow_factory)
     async with single_write() as uow:
-        reads = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=0)
-        order = new_order(seeker, provider)
-        order.id = reads.order_id
+        reads, order = await order_with_a_reserved_id(uow, seeker, provider)
         notification = new_notification(provider, order, attempts=1, next_attempt_at=T0 + timedelta(seconds=30))
         await uow.work_orders.add_with_notification(order, notification)
         await uow.commit()
@@ -385,18 +383,23 @@ async def test_an_assignment_saves_its_order_with_the_reserved_id_and_its_notifi
 
 async def test_an_assignment_that_cannot_save_its_notification_saves_no_order(uow_factories, request):
     if "memory" in request.node.callspec.id:
-        return  # the memory store checks no foreign keys
+        pytest.skip("the memory store checks no foreign keys")
     uow_factory, single_write = uow_factories
     seeker, (provider, _) = await add_people(uow_factory)
     async with single_write() as uow:
-        reads = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=0)
-        order = new_order(seeker, provider)
-        order.id = reads.order_id
+        reads, order = await order_with_a_reserved_id(uow, seeker, provider)
         ghost = Profile(Role.PROVIDER, "Ghost", "1", id=provider.id + 1000)
         with pytest.raises(IntegrityError):
             await uow.work_orders.add_with_notification(order, new_notification(ghost, order))
     async with uow_factory() as uow:
         assert await uow.work_orders.get(reads.order_id) is None
+
+
+async def order_with_a_reserved_id(uow, seeker, provider):
+    reads = await uow.work_orders.read_for_assignment(seeker.id, provider.id, T0, pending_cap=0)
+    order = new_order(seeker, provider)
+    order.id = reads.order_id
+    return reads, order
 
 
 def replace_status(order: WorkOrder, status: WorkStatus) -> WorkOrder:
