@@ -239,3 +239,13 @@ async def notifications_when(http: httpx.AsyncClient, user: User, ready, within:
         if ready(found) or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.05)
+
+
+async def broker_reconnects(server: Server) -> float:
+    """How many times the server's Redis subscription was lost and came back (``/metrics``)."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        text = (await http.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("workcast_broker_reconnects_total "):
+            return float(line.split()[1])
+    raise AssertionError("workcast_broker_reconnects_total is not exposed")

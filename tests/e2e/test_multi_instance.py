@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from entrypoints.container import close
 from entrypoints.settings import Settings
@@ -13,6 +14,7 @@ from tests.e2e.conftest import (
     BASE_ENV,
     Admin,
     Server,
+    broker_reconnects,
     notifications_when,
     open_socket,
     seed_assignment,
@@ -113,6 +115,35 @@ async def test_a_redis_restart_delays_but_loses_nothing(two_instances, admin, re
 async def _ready(instance: Server) -> bool:
     async with httpx.AsyncClient(base_url=instance.base_url, timeout=10) as http:
         return (await http.get("/ready")).status_code == 200
+
+
+async def test_a_dropped_subscriber_connection_is_noticed_and_caught_up(two_instances, admin, redis):
+    """Redis stays up but drops the subscriber connections (CLIENT KILL, a proxy, a network blip): the
+    listener must hear of it, since what was published meanwhile is caught up only then."""
+    a, b = two_instances
+    seeker, provider = await admin.seeker(), await admin.provider()
+    async with open_socket(a, "/ws/work/provider/", provider.token) as provider_app:
+        await provider_app.send({"type": "ping"})
+        await provider_app.receive()
+        before = await broker_reconnects(a)
+        client = aioredis.from_url(redis.url)
+        try:
+            assert await client.client_kill_filter(_type="pubsub") >= 2  # both instances' subscribers
+        finally:
+            await client.aclose()
+        await eventually(lambda: _reconnected_since(a, before))
+        await eventually(lambda: _ready(a))
+        async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as http:
+            r = await http.post(
+                "/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers
+            )
+        assert r.json()["data"]["websocket_sent"] is True  # subscribed again, live
+        offer = await provider_app.receive(within=30)
+        assert offer["type"] == "work_assigned" and offer["work_id"] == r.json()["data"]["work_order_id"]
+
+
+async def _reconnected_since(server: Server, before: float) -> bool:
+    return await broker_reconnects(server) > before
 
 
 async def test_through_a_redis_restart_every_order_reaches_the_socket_that_stayed_open(two_instances, admin, redis):

@@ -7,11 +7,21 @@ import asyncio
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from entrypoints.container import close
 from entrypoints.settings import Settings
-from tests.e2e.conftest import BASE_ENV, Admin, Server, open_socket, seed_assignment, server_process
+from tests.e2e.conftest import (
+    BASE_ENV,
+    Admin,
+    Server,
+    broker_reconnects,
+    open_socket,
+    seed_assignment,
+    server_process,
+)
 from tests.fixtures.servers import free_port, redis_cluster
+from tests.fixtures.waiting import eventually
 
 PROVIDERS = 6  # their channels land on different shards
 NOWHERE = {"latitude": -61.5, "longitude": -61.5}  # the Southern Ocean: no other test's providers
@@ -35,15 +45,21 @@ def cluster_env(postgres_url, cluster) -> dict[str, str]:
     }
 
 
-async def offers_reach_every_provider(http, seeker, providers, apps) -> None:
+async def offers_reach_every_provider(http, seeker, providers, apps, live: bool = False) -> None:
     for provider, app in zip(providers, apps, strict=True):
         r = await http.post("/api/1/profiles/assign-work/", json=seed_assignment(provider.id), headers=seeker.headers)
         assert r.status_code == 201, r.text
+        if live:  # reached the socket through the shard at once, not by a later retry
+            assert r.json()["data"]["websocket_sent"] is True, provider
         work_id = r.json()["data"]["work_order_id"]
         while True:  # a retry or the catch-up after a reconnect may bring older ones first
             message = await app.receive(within=60)
             if message["type"] == "work_assigned" and message["work_id"] == work_id:
                 break
+
+
+async def reconnected_since(server: Server, before: float) -> bool:
+    return await broker_reconnects(server) > before
 
 
 async def test_two_instances_on_a_redis_cluster_survive_a_master_restart(cluster, cluster_env, tmp_path):
@@ -82,6 +98,20 @@ async def test_two_instances_on_a_redis_cluster_survive_a_master_restart(cluster
                     # offers arrive live again.
                     await offers_reach_every_provider(http, seeker, providers, apps)
                     await offers_reach_every_provider(http, seeker, providers, apps)
+
+                    # Every shard drops its subscriber connections (a proxy, a network blip): the instance
+                    # hears of it, subscribes again a slot at a time (one SSUBSCRIBE across slots is refused
+                    # with CROSSSLOT) and later offers arrive live on every shard.
+                    before = await broker_reconnects(a)
+                    for node in cluster.nodes:
+                        client = aioredis.Redis(host=node.host, port=node.port)
+                        try:
+                            await client.client_kill_filter(_type="pubsub")
+                        finally:
+                            await client.aclose()
+                    await eventually(lambda: reconnected_since(a, before), within=60)
+                    await offers_reach_every_provider(http, seeker, providers, apps)
+                    await offers_reach_every_provider(http, seeker, providers, apps, live=True)
                 finally:
                     for s in sockets:
                         await s.__aexit__(None, None, None)

@@ -44,7 +44,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from adapters.redis.shards import ShardSubscribers
+from adapters.redis.shards import NO_SILENT_RECONNECT, ShardSubscribers
 from application.errors import BrokerUnavailable
 from application.local_sockets import LocalSockets
 from application.ports import BrokerReconnected, RealtimeBroker, SocketSink
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 # A lost subscription is retried after 0.1 s, doubling up to this: after a Redis restart, this is
 # how long at most an instance stays deaf (then it catches up what it missed).
 MAX_RECONNECT_DELAY = 2.0
+STABLE_AFTER = 10.0  # seconds a subscription must hold before a failure starts the backoff over
 _encode = msgspec.json.Encoder().encode
 
 
@@ -88,20 +89,26 @@ class RedisBroker(RealtimeBroker):
 
     async def start(self) -> None:
         # Commands: fail fast. The subscriber connection: no read timeout, it waits for messages.
-        self._client = self._connect(socket_timeout=2.0)
+        self._client = self._command_client()
         self._subscribe_lock = asyncio.Lock()
         if self._cluster:
             self._pubsub = None  # made by the listener, once the cluster's slots are known
         else:
-            subscriber = self._connect(socket_timeout=None)
+            subscriber = redis.from_url(
+                self._url,
+                socket_timeout=None,
+                socket_connect_timeout=2.0,
+                retry=NO_SILENT_RECONNECT,  # the listener reconnects, and catches up what the outage kept
+                decode_responses=True,
+            )
             self._pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
         self._tasks = [
             asyncio.create_task(self._listen(), name="redis-broker-listener"),
             asyncio.create_task(self._keep_presence(), name="redis-broker-presence"),
         ]
 
-    def _connect(self, socket_timeout: float | None) -> Any:
-        options = {"socket_timeout": socket_timeout, "socket_connect_timeout": 2.0, "decode_responses": True}
+    def _command_client(self) -> Any:
+        options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "decode_responses": True}
         if self._cluster:
             return RedisCluster.from_url(self._url, **options)
         return redis.from_url(self._url, **options)
@@ -236,6 +243,7 @@ class RedisBroker(RealtimeBroker):
         """The one subscriber connection of this instance. Reconnects with backoff and resubscribes."""
         backoff = 0.1
         lost_at: float | None = None
+        listening_since: float | None = None
         while True:
             try:
                 if self._cluster:
@@ -248,23 +256,26 @@ class RedisBroker(RealtimeBroker):
                     self._caught_up(time.monotonic() - lost_at)
                     lost_at = None
                 self._listening.set()
-                backoff = 0.1
+                listening_since = time.monotonic()
                 async for channel, data in self._messages():
                     await self._on_message(channel, data)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as error:
+            except Exception as error:
                 self._listening.clear()
                 lost_at = lost_at if lost_at is not None else time.monotonic()
-                log.warning(
-                    "redis subscriber disconnected; reconnecting", extra={"error": repr(error), "in_seconds": backoff}
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_RECONNECT_DELAY)
-            except Exception:
-                self._listening.clear()
-                lost_at = lost_at if lost_at is not None else time.monotonic()
-                log.exception("redis listener failed; restarting")
+                # The backoff starts over only after a subscription that held: one that fails again at
+                # once (a shard refusing it) must not be retried ten times a second.
+                if listening_since is not None and time.monotonic() - listening_since > STABLE_AFTER:
+                    backoff = 0.1
+                listening_since = None
+                if isinstance(error, RedisError | OSError):
+                    log.warning(
+                        "redis subscriber disconnected; reconnecting",
+                        extra={"error": repr(error), "in_seconds": backoff},
+                    )
+                else:
+                    log.exception("redis listener failed; restarting", extra={"in_seconds": backoff})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_RECONNECT_DELAY)
 

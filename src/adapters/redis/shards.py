@@ -6,6 +6,11 @@ waiting up to its timeout on each, so a message on the third shard waits for the
 connection has a reader of its own and messages arrive as soon as they are read. Routing uses the cluster
 client's slot map (``get_node_from_key``); any failure of any shard is reported to the consumer, which
 rebuilds everything from a fresh slot map (a restarted master, a failover, a moved slot).
+
+SSUBSCRIBE takes channels of one slot only (else CROSSSLOT), so channels are subscribed a slot at a time;
+and redis-py's own reconnect-and-resubscribe is turned off (``NO_SILENT_RECONNECT``): it resubscribes every
+channel of a connection in one command, which a shard refuses, and it would hide the outage from the
+consumer, whose catch-up depends on hearing of it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+# A subscriber connection that drops raises to its reader instead of reconnecting on its own: the
+# consumer must know that messages may have been missed (it catches them up) and does the reconnecting.
+NO_SILENT_RECONNECT = Retry(NoBackoff(), 0)
 
 
 class ShardSubscribers:
@@ -29,16 +40,18 @@ class ShardSubscribers:
         self._inbox: asyncio.Queue[tuple[str, str] | BaseException] = asyncio.Queue()
 
     async def ssubscribe(self, *channels: str) -> None:
-        by_node: dict[str, list[str]] = {}
+        by_node: dict[str, dict[int, list[str]]] = {}
         for channel in channels:
             node = self._cluster.get_node_from_key(channel)
-            by_node.setdefault(node.name, []).append(channel)
+            slot = self._cluster.keyslot(channel)
+            by_node.setdefault(node.name, {}).setdefault(slot, []).append(channel)
             self._channel_node[channel] = node.name
-        for name, wanted in by_node.items():
+        for name, by_slot in by_node.items():
             new = name not in self._pubsubs
             pubsub = self._pubsub_of(name)
             try:
-                await pubsub.ssubscribe(*wanted)
+                for same_slot in by_slot.values():
+                    await pubsub.ssubscribe(*same_slot)
             except Exception as error:
                 # A subscription that did not take must not be forgotten: the consumer rebuilds everything
                 # (and subscribes these channels again) once the shard answers.
@@ -77,6 +90,7 @@ class ShardSubscribers:
                 port=node.port,
                 socket_timeout=None,
                 socket_connect_timeout=self._connect_timeout,
+                retry=NO_SILENT_RECONNECT,
                 decode_responses=True,
                 **self._credentials(),
             )
