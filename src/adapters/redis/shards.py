@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 # A subscriber connection that drops raises to its reader instead of reconnecting on its own: the
 # consumer must know that messages may have been missed (it catches them up) and does the reconnecting.
 NO_SILENT_RECONNECT = Retry(NoBackoff(), 0)
+YIELD_EVERY = 100  # SSUBSCRIBE commands written between two turns of the event loop
 
 
 class ShardSubscribers:
@@ -50,8 +51,10 @@ class ShardSubscribers:
             new = name not in self._pubsubs
             pubsub = self._pubsub_of(name)
             try:
-                for same_slot in by_slot.values():
+                for count, same_slot in enumerate(by_slot.values(), 1):
                     await pubsub.ssubscribe(*same_slot)
+                    if count % YIELD_EVERY == 0:  # resubscribing 10,000 users: let requests run in between
+                        await asyncio.sleep(0)
             except Exception as error:
                 # A subscription that did not take must not be forgotten: the consumer rebuilds everything
                 # (and subscribes these channels again) once the shard answers.
