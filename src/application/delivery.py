@@ -117,7 +117,6 @@ class NotificationDelivery:
         self._policy = policy
         self._background: set[asyncio.Task] = set()
         self._unrecorded: list[tuple[Notification, dict[int, str], list[DeliveryAttempt]]] = []
-        self._wake_recorder = asyncio.Event()
         self._recorded_all = asyncio.Event()
         self._recorded_all.set()
         self._recorder: asyncio.Task | None = None
@@ -341,20 +340,19 @@ class NotificationDelivery:
             attempt.dead_devices.clear()
             attempt.trail = []
         self._recorded_all.clear()
-        self._wake_recorder.set()
         if self._recorder is None or self._recorder.done():
             # In a context of its own: it outlives the request that started it, whose request id must not
             # stick to every later line it logs.
             self._recorder = asyncio.create_task(
-                self._record_forever(), name="delivery-outcome-recorder", context=contextvars.Context()
+                self._record_until_idle(), name="delivery-outcome-recorder", context=contextvars.Context()
             )
 
-    async def _record_forever(self) -> None:
-        while True:
-            await self._wake_recorder.wait()
+    async def _record_until_idle(self) -> None:
+        """Writes what was handed over, in batches, and ends once nothing is left: the next outcome starts a
+        new one. No task waits forever, so none is left pending when a loop closes."""
+        while self._unrecorded:
             if len(self._unrecorded) < RECORD_BATCH:
                 await asyncio.sleep(RECORD_LINGER_SECONDS)
-            self._wake_recorder.clear()
             while self._unrecorded:
                 batch = self._unrecorded[:RECORD_BATCH]
                 del self._unrecorded[:RECORD_BATCH]
@@ -366,7 +364,7 @@ class NotificationDelivery:
                     log.exception(
                         "could not record delivery outcomes", extra={"notification_ids": [n.id for n, _, _ in batch]}
                     )
-            self._recorded_all.set()
+        self._recorded_all.set()
 
     async def _write(self, batch: list[tuple[Notification, dict[int, str], list[DeliveryAttempt]]]) -> None:
         dead: dict[int, str] = {}
