@@ -8,6 +8,7 @@ import asyncio
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from entrypoints.container import close
 from entrypoints.settings import Settings
@@ -109,6 +110,14 @@ async def test_two_instances_on_a_redis_cluster_survive_a_master_restart(cluster
                             await client.client_kill_filter(_type="pubsub")
                         finally:
                             await client.aclose()
+                    await eventually(lambda: reconnected_since(a, before), within=60)
+                    await offers_reach_every_provider(http, seeker, providers, apps)
+                    await offers_reach_every_provider(http, seeker, providers, apps, live=True)
+
+                    # A slot migrates (resharding): its shard unsubscribes the channel on its own. The instance
+                    # subscribes again where the slot now lives, and the offers stay live.
+                    before = await broker_reconnects(a)
+                    await asyncio.to_thread(cluster.migrate_slot, key_slot(f"{{{providers[0].id}}}".encode()))
                     await eventually(lambda: reconnected_since(a, before), within=60)
                     await offers_reach_every_provider(http, seeker, providers, apps)
                     await offers_reach_every_provider(http, seeker, providers, apps, live=True)

@@ -22,8 +22,9 @@ SSUBSCRIBE: a message travels only within the shard that owns its channel, so pu
 shards instead of being broadcast to every node), and every name of a user carries the user id as a hash
 tag (``{prefix}:user:{42}``, ``{prefix}:online:{42}``) so that one user's channel and keys live on one
 shard. ``ShardSubscribers`` holds a subscriber connection per shard, each with its own reader; when one
-fails (a master restarted, a failover, a slot moved), the listener drops them all and subscribes again from
-a fresh slot map, then catches up as after a Redis restart.
+fails (a master restarted, a failover, a dropped connection) or a shard unsubscribes a channel because its
+slot moved, the listener drops them all and subscribes again from a fresh slot map, then catches up as
+after a Redis restart.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ class RedisBroker(RealtimeBroker):
                 listening_since = None
                 if isinstance(error, RedisError | OSError):
                     log.warning(
-                        "redis subscriber disconnected; reconnecting",
+                        "redis subscription lost; subscribing again",
                         extra={"error": repr(error), "in_seconds": backoff},
                     )
                 else:

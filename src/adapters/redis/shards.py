@@ -7,6 +7,10 @@ connection has a reader of its own and messages arrive as soon as they are read.
 client's slot map (``get_node_from_key``); any failure of any shard is reported to the consumer, which
 rebuilds everything from a fresh slot map (a restarted master, a failover, a moved slot).
 
+A slot that migrates to another shard takes its channels' subscriptions with it: the old owner sends an
+``sunsubscribe`` nobody asked for. That is reported as a failure too, so the consumer subscribes again where
+the slot now lives. (redis-py's ``listen()`` hides it; the readers here read every message themselves.)
+
 SSUBSCRIBE takes channels of one slot only (else CROSSSLOT), so channels are subscribed a slot at a time;
 and redis-py's own reconnect-and-resubscribe is turned off (``NO_SILENT_RECONNECT``): it resubscribes every
 channel of a connection in one command, which a shard refuses, and it would hide the outage from the
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,11 +29,16 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 # A subscriber connection that drops raises to its reader instead of reconnecting on its own: the
 # consumer must know that messages may have been missed (it catches them up) and does the reconnecting.
 NO_SILENT_RECONNECT = Retry(NoBackoff(), 0)
 YIELD_EVERY = 100  # SSUBSCRIBE commands written between two turns of the event loop
+
+
+class ShardChannelDropped(RedisError):
+    """A shard unsubscribed a channel we still want: its slot moved to another shard."""
 
 
 class ShardSubscribers:
@@ -37,7 +47,8 @@ class ShardSubscribers:
         self._connect_timeout = connect_timeout
         self._pubsubs: dict[str, Any] = {}  # node name -> its PubSub
         self._readers: list[asyncio.Task] = []
-        self._channel_node: dict[str, str] = {}
+        self._channel_node: dict[str, str] = {}  # the channels wanted, and the node each was subscribed on
+        self._unsubscribing: Counter[str] = Counter()  # our own SUNSUBSCRIBEs not yet confirmed
         self._inbox: asyncio.Queue[tuple[str, str] | BaseException] = asyncio.Queue()
 
     async def ssubscribe(self, *channels: str) -> None:
@@ -66,6 +77,7 @@ class ShardSubscribers:
     async def sunsubscribe(self, channel: str) -> None:
         name = self._channel_node.pop(channel, None)
         if name in self._pubsubs:
+            self._unsubscribing[channel] += 1
             await self._pubsubs[name].sunsubscribe(channel)
 
     async def messages(self) -> AsyncIterator[tuple[str, str]]:
@@ -97,7 +109,7 @@ class ShardSubscribers:
                 decode_responses=True,
                 **self._credentials(),
             )
-            pubsub = self._pubsubs[node_name] = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._pubsubs[node_name] = client.pubsub()
         return pubsub
 
     def _credentials(self) -> dict[str, Any]:
@@ -105,12 +117,26 @@ class ShardSubscribers:
         return {key: kwargs[key] for key in ("username", "password") if kwargs.get(key)}
 
     async def _read(self, pubsub: Any) -> None:
+        # get_message, not listen(): listen() also ends when a shard has no channel left (its last user
+        # closed), which is no failure, and it drops the unsubscribe messages that tell a slot moved.
         try:
-            async for message in pubsub.listen():
-                if message.get("type") == "smessage":
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                if message["type"] == "smessage":
                     self._inbox.put_nowait((message["channel"], message["data"]))
-            self._inbox.put_nowait(redis.ConnectionError("a shard subscriber stopped"))
+                elif message["type"] == "sunsubscribe":
+                    self._on_unsubscribed(message["channel"])
         except asyncio.CancelledError:
             raise
         except Exception as error:  # reported to the consumer, which rebuilds the subscribers
             self._inbox.put_nowait(error)
+
+    def _on_unsubscribed(self, channel: str) -> None:
+        if self._unsubscribing[channel] > 0:  # the confirmation of our own SUNSUBSCRIBE
+            self._unsubscribing[channel] -= 1
+            if not self._unsubscribing[channel]:
+                del self._unsubscribing[channel]
+        elif channel in self._channel_node:
+            self._inbox.put_nowait(ShardChannelDropped(f"a shard dropped {channel}: its slot moved"))
