@@ -1,5 +1,6 @@
-"""Two instances on a 3-master Redis Cluster (sharded pub/sub, hash-tagged keys), and a master restarted
-mid-run: every offer still reaches its provider's socket, and the sockets keep receiving afterwards."""
+"""Two instances on a 3-master Redis Cluster (sharded pub/sub, hash-tagged keys) through a master restart,
+dropped subscriber connections, a slot migration and a failover to a replica: every offer still reaches its
+provider's socket, and the sockets keep receiving live afterwards."""
 
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ async def offers_reach_every_provider(http, seeker, providers, apps, live: bool 
             message = await app.receive(within=60)
             if message["type"] == "work_assigned" and message["work_id"] == work_id:
                 break
+
+
+def slot_of(user) -> int:
+    """The cluster slot of a user's channel and keys (their hash tag is the user id)."""
+    return key_slot(f"{{{user.id}}}".encode())
 
 
 async def reconnected_since(server: Server, before: float) -> bool:
@@ -117,7 +123,17 @@ async def test_two_instances_on_a_redis_cluster_survive_a_master_restart(cluster
                     # A slot migrates (resharding): its shard unsubscribes the channel on its own. The instance
                     # subscribes again where the slot now lives, and the offers stay live.
                     before = await broker_reconnects(a)
-                    await asyncio.to_thread(cluster.migrate_slot, key_slot(f"{{{providers[0].id}}}".encode()))
+                    await asyncio.to_thread(cluster.migrate_slot, slot_of(providers[0]))
+                    await eventually(lambda: reconnected_since(a, before), within=60)
+                    await offers_reach_every_provider(http, seeker, providers, apps)
+                    await offers_reach_every_provider(http, seeker, providers, apps, live=True)
+
+                    # A master holding providers' channels dies and its replica takes over: a new slot map.
+                    failing = cluster.nodes[2]  # not the node of REDIS_CLUSTER_URL
+                    assert any(cluster.master_of(slot_of(p)) is failing for p in providers)
+                    await asyncio.to_thread(cluster.add_replica, 2)
+                    before = await broker_reconnects(a)
+                    await asyncio.to_thread(cluster.fail_over, 2)
                     await eventually(lambda: reconnected_since(a, before), within=60)
                     await offers_reach_every_provider(http, seeker, providers, apps)
                     await offers_reach_every_provider(http, seeker, providers, apps, live=True)
