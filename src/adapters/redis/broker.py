@@ -227,7 +227,11 @@ class RedisBroker(RealtimeBroker):
         old, self._pubsub = self._pubsub, None
         if old is not None:
             await old.aclose()
-        await self._client.initialize()  # re-reads the slot map: a failover or a moved slot is seen now
+        await self._client.initialize()  # discovers the cluster; it does so only once
+        # RedisCluster.initialize() does nothing the second time, so the slot map is asked for here: without it,
+        # the subscribers went back to a failed master until some command of this instance hit it and
+        # refreshed the map (the presence refresh, up to 10 s later; never, for a shard with no user key).
+        await self._client.nodes_manager.initialize()
         self._pubsub = ShardSubscribers(self._client)
 
     async def _messages(self):
