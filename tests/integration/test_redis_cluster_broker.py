@@ -1,9 +1,11 @@
-"""The broker on a Redis Cluster whose slot map changes under it: it must follow the new map by itself."""
+"""The broker on a Redis Cluster whose slot map changes under it (a reshard, a failover): it must follow the
+new map by itself."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.crc import key_slot
 
 from adapters.redis.broker import RedisBroker
@@ -11,31 +13,70 @@ from tests.fixtures.servers import redis_cluster
 from tests.fixtures.waiting import eventually
 from tests.integration.test_redis_broker import subscribed, until_healthy
 
-# No presence refresh during the test: before, that refresh was what happened to bring a fresh slot map.
+# No presence refresh during a test: before, that refresh was what happened to bring a fresh slot map.
 QUIET_PRESENCE = 3600.0
 
 
-async def test_after_a_failover_the_subscriber_follows_the_new_slot_map():
-    with redis_cluster() as cluster:  # starting it blocks this test's loop a few seconds; nothing else runs on it
-        brokers = [RedisBroker(cluster.url, "fo", cluster=True, presence_ttl=QUIET_PRESENCE) for _ in range(2)]
-        listener, publisher = brokers
-        for broker in brokers:
-            await broker.start()
-        try:
-            await until_healthy(*brokers)
-            failing = cluster.nodes[2]  # not the node of the URL
-            user = next(i for i in range(1, 10_000) if cluster.master_of(key_slot(f"{{{i}}}".encode())) is failing)
-            phone = await subscribed(listener, user)
-            assert await publisher.publish(user, {"type": "before"}) == 1
+@pytest.fixture(scope="module")
+def cluster():
+    with redis_cluster() as running:
+        yield running
 
-            await asyncio.to_thread(cluster.add_replica, 2)
-            await asyncio.to_thread(cluster.fail_over, 2)
 
-            async def reaches_the_phone() -> bool:
-                return await publisher.publish(user, {"type": "after"}) == 1
+@pytest.fixture
+async def brokers(cluster):
+    """A listening instance and a publishing one."""
+    made = [RedisBroker(cluster.url, f"b{id(object())}", cluster=True, presence_ttl=QUIET_PRESENCE) for _ in "ab"]
+    for broker in made:
+        await broker.start()
+    await until_healthy(*made)
+    yield made
+    for broker in made:
+        await broker.close()
 
-            await eventually(reaches_the_phone, within=30, every=0.2)
-            assert "after" in phone.types()
-        finally:
-            for broker in brokers:
-                await broker.close()
+
+def slot_of(user_id: int) -> int:
+    return key_slot(f"{{{user_id}}}".encode())
+
+
+async def reaches(publisher: RedisBroker, user_id: int) -> bool:
+    return await publisher.publish(user_id, {"type": "after"}) == 1
+
+
+async def test_a_moved_slot_is_followed_without_rebuilding_the_other_subscriptions(cluster, brokers):
+    listener, publisher = brokers
+    told: list[list[int]] = []
+
+    async def on_reconnect(users, gap) -> None:
+        told.append(sorted(users))
+
+    listener.on_reconnect(on_reconnect)
+    moving, staying = 101, 102
+    assert cluster.master_of(slot_of(moving)) is not None and slot_of(moving) != slot_of(staying)
+    phone, other_phone = await subscribed(listener, moving), await subscribed(listener, staying)
+    assert await publisher.publish(moving, {"type": "before"}) == 1
+    shards = listener._pubsub  # the per-shard subscribers: a full rebuild would replace them
+
+    await asyncio.to_thread(cluster.migrate_slot, slot_of(moving))
+
+    await eventually(lambda: reaches(publisher, moving), within=30, every=0.2)
+    assert "after" in phone.types()
+    assert listener._pubsub is shards  # only the moved channel was routed again
+    await eventually(lambda: told)
+    assert all(users == [moving] for users in told)  # and only its user is caught up
+    assert await publisher.publish(staying, {"type": "still"}) == 1
+    assert "still" in other_phone.types()
+
+
+async def test_after_a_failover_the_subscriber_follows_the_new_slot_map(cluster, brokers):
+    listener, publisher = brokers
+    failing = cluster.nodes[2]  # not the node of the URL
+    user = next(i for i in range(1, 10_000) if cluster.master_of(slot_of(i)) is failing)
+    phone = await subscribed(listener, user)
+    assert await publisher.publish(user, {"type": "before"}) == 1
+
+    await asyncio.to_thread(cluster.add_replica, 2)
+    await asyncio.to_thread(cluster.fail_over, 2)
+
+    await eventually(lambda: reaches(publisher, user), within=30, every=0.2)
+    assert "after" in phone.types()

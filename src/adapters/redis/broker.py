@@ -22,9 +22,9 @@ SSUBSCRIBE: a message travels only within the shard that owns its channel, so pu
 shards instead of being broadcast to every node), and every name of a user carries the user id as a hash
 tag (``{prefix}:user:{42}``, ``{prefix}:online:{42}``) so that one user's channel and keys live on one
 shard. ``ShardSubscribers`` holds a subscriber connection per shard, each with its own reader; when one
-fails (a master restarted, a failover, a dropped connection) or a shard unsubscribes a channel because its
-slot moved, the listener drops them all and subscribes again from a fresh slot map, then catches up as
-after a Redis restart.
+fails (a master restarted, a failover, a dropped connection), the listener drops them all and subscribes
+again from a fresh slot map, then catches up as after a Redis restart. Channels whose slot moved (a reshard)
+are routed again on their own, and only their users are caught up.
 """
 
 from __future__ import annotations
@@ -232,7 +232,18 @@ class RedisBroker(RealtimeBroker):
         # the subscribers went back to a failed master until some command of this instance hit it and
         # refreshed the map (the presence refresh, up to 10 s later; never, for a shard with no user key).
         await self._client.nodes_manager.initialize()
-        self._pubsub = ShardSubscribers(self._client)
+        self._pubsub = ShardSubscribers(self._client, on_rerouted=self._rerouted)
+
+    def _rerouted(self, channels: list[str], away_for: float) -> None:
+        """Channels whose slots moved (a reshard) are subscribed again where they now live: their users only are
+        caught up, the other shards' subscriptions never stopped."""
+        users = [_user_of(channel) for channel in channels if channel != self._reply_channel]
+        log.info(
+            "redis shard channels moved with their slots; subscribed again",
+            extra={"channels": len(channels), "away_seconds": round(away_for, 3)},
+        )
+        if users:
+            self._caught_up(away_for, users)
 
     async def _messages(self):
         """The subscriber's messages: ``(channel, data)``."""
@@ -284,9 +295,10 @@ class RedisBroker(RealtimeBroker):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_RECONNECT_DELAY)
 
-    def _caught_up(self, down_for: float) -> None:
-        """Tell whoever asked (on_reconnect) that messages to our users may have been missed for ``down_for`` s."""
-        users = self.sockets.users()
+    def _caught_up(self, down_for: float, users: list[int] | None = None) -> None:
+        """Tell whoever asked (on_reconnect) that messages to our users (or to ``users``) may have been missed
+        for ``down_for`` s."""
+        users = self.sockets.users() if users is None else users
         for callback in self._reconnected:
             task = asyncio.create_task(callback(users, timedelta(seconds=down_for)))
             self._in_flight.add(task)
@@ -302,7 +314,7 @@ class RedisBroker(RealtimeBroker):
         message_id, reply_channel, text = data.split("|", 2)
         if reply_channel == self._reply_channel:
             return  # our own message: its local sockets were served when it was published
-        user_id = int(channel.rsplit(":", 1)[1].strip("{}"))
+        user_id = _user_of(channel)
         # Write to local sockets without holding up the listener; report how many got it.
         task = asyncio.create_task(self._deliver_locally(user_id, text, message_id, reply_channel))
         self._in_flight.add(task)
@@ -340,6 +352,11 @@ class RedisBroker(RealtimeBroker):
 # refreshing 10,000 users in one pipeline held it for ~0.25 s every 10 s, the whole p99 of
 # assign-work at 10,000 sockets (bench/). In chunks, requests are served between them.
 PRESENCE_CHUNK = 100
+
+
+def _user_of(channel: str) -> int:
+    """The user id at the end of ``{prefix}:user:42`` or ``{prefix}:user:{42}``."""
+    return int(channel.rsplit(":", 1)[1].strip("{}"))
 
 
 def _chunks(user_ids: list[int]) -> Iterator[list[int]]:
