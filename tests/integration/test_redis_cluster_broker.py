@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from adapters.redis.broker import RedisBroker
@@ -43,6 +44,24 @@ async def reaches(publisher: RedisBroker, user_id: int) -> bool:
     return await publisher.publish(user_id, {"type": "after"}) == 1
 
 
+async def test_dropped_shard_connections_are_routed_again_without_a_rebuild(cluster, brokers):
+    listener, publisher = brokers
+    users = [201, 202, 203, 204, 205, 206]  # on several shards
+    phones = [await subscribed(listener, user) for user in users]
+    shards = listener._pubsub
+    for _ in range(3):  # again and again: each time only the shards' own channels are routed again
+        for node in cluster.nodes:
+            client = aioredis.Redis(host=node.host, port=node.port)
+            try:
+                await client.client_kill_filter(_type="pubsub")
+            finally:
+                await client.aclose()
+        for user in users:
+            await eventually(lambda u=user: reaches(publisher, u), within=30, every=0.1)
+    assert listener._pubsub is shards
+    assert all("after" in phone.types() for phone in phones)
+
+
 async def test_a_moved_slot_is_followed_without_rebuilding_the_other_subscriptions(cluster, brokers):
     listener, publisher = brokers
     told: list[list[int]] = []
@@ -68,15 +87,20 @@ async def test_a_moved_slot_is_followed_without_rebuilding_the_other_subscriptio
     assert "still" in other_phone.types()
 
 
-async def test_after_a_failover_the_subscriber_follows_the_new_slot_map(cluster, brokers):
+async def test_after_a_failover_only_the_failed_shards_channels_move_to_the_new_master(cluster, brokers):
     listener, publisher = brokers
     failing = cluster.nodes[2]  # not the node of the URL
     user = next(i for i in range(1, 10_000) if cluster.master_of(slot_of(i)) is failing)
-    phone = await subscribed(listener, user)
+    elsewhere = next(i for i in range(1, 10_000) if cluster.master_of(slot_of(i)) is not failing)
+    phone, other_phone = await subscribed(listener, user), await subscribed(listener, elsewhere)
     assert await publisher.publish(user, {"type": "before"}) == 1
+    shards = listener._pubsub
 
     await asyncio.to_thread(cluster.add_replica, 2)
     await asyncio.to_thread(cluster.fail_over, 2)
 
     await eventually(lambda: reaches(publisher, user), within=30, every=0.2)
     assert "after" in phone.types()
+    assert listener._pubsub is shards  # the failed shard's channels were routed again, the others left alone
+    assert await publisher.publish(elsewhere, {"type": "still"}) == 1
+    assert "still" in other_phone.types()

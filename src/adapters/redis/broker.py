@@ -21,10 +21,11 @@ Redis Cluster (``cluster=True``, REDIS_CLUSTER_URL): the same protocol over *sha
 SSUBSCRIBE: a message travels only within the shard that owns its channel, so pub/sub scales with the
 shards instead of being broadcast to every node), and every name of a user carries the user id as a hash
 tag (``{prefix}:user:{42}``, ``{prefix}:online:{42}``) so that one user's channel and keys live on one
-shard. ``ShardSubscribers`` holds a subscriber connection per shard, each with its own reader; when one
-fails (a master restarted, a failover, a dropped connection), the listener drops them all and subscribes
-again from a fresh slot map, then catches up as after a Redis restart. Channels whose slot moved (a reshard)
-are routed again on their own, and only their users are caught up.
+shard. ``ShardSubscribers`` holds a subscriber connection per shard, each with its own reader. The channels
+of a shard that fails (a master restarted, a failover, a dropped connection) or whose slot moved (a reshard)
+are routed again on their own, and only their users are caught up; the other shards never stop. What
+cannot be routed again within 30 s makes the listener drop them all and subscribe again from a fresh slot
+map, then catch up as after a Redis restart.
 """
 
 from __future__ import annotations
@@ -235,11 +236,11 @@ class RedisBroker(RealtimeBroker):
         self._pubsub = ShardSubscribers(self._client, on_rerouted=self._rerouted)
 
     def _rerouted(self, channels: list[str], away_for: float) -> None:
-        """Channels whose slots moved (a reshard) are subscribed again where they now live: their users only are
-        caught up, the other shards' subscriptions never stopped."""
+        """Channels of one shard's trouble (it failed, or their slot moved) are subscribed again where they now
+        live: only their users are caught up, the other shards' subscriptions never stopped."""
         users = [_user_of(channel) for channel in channels if channel != self._reply_channel]
-        log.info(
-            "redis shard channels moved with their slots; subscribed again",
+        log.warning(
+            "redis shard channels were away; subscribed again",
             extra={"channels": len(channels), "away_seconds": round(away_for, 3)},
         )
         if users:
@@ -280,6 +281,8 @@ class RedisBroker(RealtimeBroker):
             except Exception as error:
                 self._listening.clear()
                 lost_at = lost_at if lost_at is not None else time.monotonic()
+                if self._cluster and self._pubsub is not None:  # channels a shard lost before this failure
+                    lost_at = min(lost_at, self._pubsub.adrift_since() or lost_at)
                 # The backoff starts over only after a subscription that held: one that fails again at
                 # once (a shard refusing it) must not be retried ten times a second.
                 if listening_since is not None and time.monotonic() - listening_since > STABLE_AFTER:
