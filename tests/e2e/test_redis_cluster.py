@@ -8,7 +8,6 @@ import asyncio
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from entrypoints.container import close
@@ -110,12 +109,7 @@ async def test_two_instances_on_a_redis_cluster_survive_a_master_restart(cluster
                     # hears of it, subscribes again a slot at a time (one SSUBSCRIBE across slots is refused
                     # with CROSSSLOT) and later offers arrive live on every shard.
                     before = await broker_reconnects(a)
-                    for node in cluster.nodes:
-                        client = aioredis.Redis(host=node.host, port=node.port)
-                        try:
-                            await client.client_kill_filter(_type="pubsub")
-                        finally:
-                            await client.aclose()
+                    await asyncio.to_thread(cluster.drop_subscriber_connections)
                     await eventually(lambda: reconnected_since(a, before), within=60)
                     await offers_reach_every_provider(http, seeker, providers, apps)
                     await offers_reach_every_provider(http, seeker, providers, apps, live=True)

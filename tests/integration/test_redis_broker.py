@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,13 +18,21 @@ from tests.unit.conftest import FakeSocket
 async def instances(redis_url):
     """Two app instances' brokers on one Redis, each with its own subscriber connection."""
     prefix = f"test{id(redis_url)}{asyncio.get_running_loop().time()}"
-    made = [RedisBroker(redis_url, prefix=prefix, presence_ttl=1.5) for _ in range(2)]
-    for broker in made:
-        await broker.start()
-    await until_healthy(*made)
-    yield made
-    for broker in made:
-        await broker.close()
+    async with started(*(RedisBroker(redis_url, prefix=prefix, presence_ttl=1.5) for _ in range(2))) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def started(*brokers: RedisBroker) -> AsyncIterator[list[RedisBroker]]:
+    """The brokers started and listening; closed afterwards."""
+    try:
+        for broker in brokers:
+            await broker.start()
+        await until_healthy(*brokers)
+        yield list(brokers)
+    finally:
+        for broker in brokers:
+            await broker.close()
 
 
 async def until_healthy(*brokers, within: float = 10) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from adapters.redis.broker import RedisBroker
 from tests.fixtures.servers import redis_cluster
 from tests.fixtures.waiting import eventually
-from tests.integration.test_redis_broker import subscribed, until_healthy
+from tests.integration.test_redis_broker import started, subscribed
 
 # No presence refresh during a test: before, that refresh was what happened to bring a fresh slot map.
 QUIET_PRESENCE = 3600.0
@@ -27,13 +26,10 @@ def cluster():
 @pytest.fixture
 async def brokers(cluster):
     """A listening instance and a publishing one."""
-    made = [RedisBroker(cluster.url, f"b{id(object())}", cluster=True, presence_ttl=QUIET_PRESENCE) for _ in "ab"]
-    for broker in made:
-        await broker.start()
-    await until_healthy(*made)
-    yield made
-    for broker in made:
-        await broker.close()
+    prefix = f"b{id(object())}"
+    made = [RedisBroker(cluster.url, prefix, cluster=True, presence_ttl=QUIET_PRESENCE) for _ in "ab"]
+    async with started(*made):
+        yield made
 
 
 def slot_of(user_id: int) -> int:
@@ -50,12 +46,7 @@ async def test_dropped_shard_connections_are_routed_again_without_a_rebuild(clus
     phones = [await subscribed(listener, user) for user in users]
     shards = listener._pubsub
     for _ in range(3):  # again and again: each time only the shards' own channels are routed again
-        for node in cluster.nodes:
-            client = aioredis.Redis(host=node.host, port=node.port)
-            try:
-                await client.client_kill_filter(_type="pubsub")
-            finally:
-                await client.aclose()
+        await asyncio.to_thread(cluster.drop_subscriber_connections)
         for user in users:
             await eventually(lambda u=user: reaches(publisher, u), within=30, every=0.1)
     assert listener._pubsub is shards
