@@ -182,9 +182,9 @@ class ShardSubscribers:
             self._inbox.put_nowait(error)
 
     async def _drop_shard(self, name: str, pubsub: Any) -> None:
-        if self._pubsubs.get(name) is pubsub:
+        if self._pubsubs.get(name) is pubsub:  # (a late failure of a replaced connection moves nothing)
             del self._pubsubs[name]
-        self._reroute(channel for channel, node in self._channel_node.items() if node == name)
+            self._reroute(channel for channel, node in self._channel_node.items() if node == name)
         await _close_quietly(pubsub)
 
     def _on_unsubscribed(self, channel: str) -> None:
