@@ -128,9 +128,18 @@ class WorkOrderRepository(Protocol):
         """``AssignmentReads`` for a new order from ``seeker_id`` to ``provider_id`` (``pending_cap`` 0: not counted).
         No other assignment gets the reserved id while this unit of work is open."""
 
-    async def add_with_notification(self, order: WorkOrder, notification: Notification) -> None:
-        """Save a new order, whose id ``read_for_assignment`` reserved, and its one notification (given its id) in
-        one statement: both or neither, also in a ``single_write`` unit of work."""
+    def reserved_order_id(self) -> int | None:
+        """An id for a new order that an earlier assignment's write reserved, while it is fresh (no round trip);
+        None when there is none (then ``read_for_assignment`` reserves one)."""
+
+    async def add_assignment_if_current(
+        self, order: WorkOrder, notification: Notification, seeker: Profile, provider: Profile, pending_cap: int
+    ) -> list[DeviceToken] | None:
+        """In one statement, also in a ``single_write`` unit of work: save a new order (its id reserved by
+        ``reserved_order_id`` or ``read_for_assignment``) and its one notification, both or neither, only if both
+        parties still read as given (``reads_the_same``) and the seeker holds fewer than ``pending_cap``
+        unanswered orders at ``order.created_at`` (0: not counted). Returns the recipient's active devices (oldest
+        registration first), or None when something changed and nothing was saved."""
 
     async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
         """The order (a broadcast with its offers); ``lock``: hold the row until the transaction ends, so that

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from domain.errors import (
     NotYourOrder,
     ProfileNotFound,
     ProviderUnavailable,
+    TooManyPendingOrders,
     UnknownProvider,
     WorkOrderNotFound,
 )
@@ -53,6 +55,36 @@ async def test_assign_work_checks_who_asks_and_whom(world):
         await world.assign(seeker, provider, service_type="  ")
     assert empty.value.field == "service_type"
     assert await count_rows(world) == (0, 0)  # no half-written record
+
+
+async def test_an_assignment_decides_on_remembered_parties_and_reads_again_when_they_changed(world, monkeypatch):
+    """After the first order the parties are remembered and the next ones need no read; the write saves only if
+    they still read the same, so another instance's change (a new name, off duty, the cap) is never missed."""
+    from adapters.memory.store import MemoryWorkOrderRepository
+
+    reads = []
+    read = MemoryWorkOrderRepository.read_for_assignment
+    monkeypatch.setattr(
+        MemoryWorkOrderRepository, "read_for_assignment", lambda self, *a: reads.append(a[:2]) or read(self, *a)
+    )
+    world = replace(world, work_policy=replace(world.work_policy, max_pending_per_seeker=4))
+    seeker, provider = await world.seeker(), await world.provider()
+    assert (await world.assign(seeker, provider)).provider_name == "John Doe"
+    assert (await world.assign(seeker, provider)).provider_name == "John Doe"
+    assert len(reads) == 1  # the second one was decided on what the first read
+
+    stored = world.store.tables.profiles[provider.id]
+    stored.name = "Johnny"  # as another instance would
+    assert (await world.assign(seeker, provider)).provider_name == "Johnny"
+    assert len(reads) == 2
+    stored.is_active_for_work = False
+    with pytest.raises(ProviderUnavailable):
+        await world.assign(seeker, provider)
+    stored.is_active_for_work = True
+    await world.assign(seeker, provider)
+    with pytest.raises(TooManyPendingOrders):  # the cap holds for remembered parties too
+        await world.assign(seeker, provider)
+    assert await count_rows(world) == (4, 4)
 
 
 def test_locations_out_of_range_are_refused():

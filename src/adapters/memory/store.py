@@ -32,6 +32,7 @@ from application.ports import (
     UnitOfWork,
     WorkOrderRepository,
 )
+from application.remembered_profiles import reads_the_same
 from domain.audit import DETAIL_MAX, DeliveryAttempt
 from domain.devices import DeviceToken
 from domain.notifications import DeliveryStatus, Notification, NotificationKind, PushState, SocketState
@@ -266,10 +267,23 @@ class MemoryWorkOrderRepository(WorkOrderRepository):
         pending = await self.count_pending_for_seeker(seeker_id, now, pending_cap) if pending_cap else 0
         return AssignmentReads(people, devices, pending, self._t.next_id("work_orders"))
 
-    async def add_with_notification(self, order: WorkOrder, notification: Notification) -> None:
+    def reserved_order_id(self) -> int | None:
+        return self._t.next_id("work_orders")  # ids cost nothing here: always one at hand
+
+    async def add_assignment_if_current(
+        self, order: WorkOrder, notification: Notification, seeker: Profile, provider: Profile, pending_cap: int
+    ) -> list[DeviceToken] | None:
         assert order.id is not None and not order.is_broadcast
+        stored = self._t.profiles
+        if not all(p.id in stored and reads_the_same(p, stored[p.id]) for p in (seeker, provider)):
+            return None
+        pending = await self.count_pending_for_seeker(order.seeker_id, order.created_at, pending_cap)
+        if pending_cap and pending >= pending_cap:
+            return None
         self._t.work_orders[order.id] = _stored_order(order)
         await MemoryNotificationRepository(self._t).add_many([notification])
+        devices = await MemoryDeviceTokenRepository(self._t).active_for_users([notification.recipient_id])
+        return devices.get(notification.recipient_id, [])
 
     async def count_pending_for_seeker(self, seeker_id: int, now: datetime, up_to: int) -> int:
         pending = [

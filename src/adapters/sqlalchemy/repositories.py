@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.geo.rows import position_columns
 from adapters.sqlalchemy import assignments
 from adapters.sqlalchemy.batches import delete_oldest
-from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id, returning_id
+from adapters.sqlalchemy.driver import execute_many, fetch_all, insert_returning_id
 from adapters.sqlalchemy.tables import (
     delivery_attempts,
     device_tokens,
@@ -52,6 +52,7 @@ from application.ports import (
     ProfileRepository,
     WorkOrderRepository,
 )
+from application.remembered_profiles import reads_the_same
 from domain.devices import AddressKind, DeviceToken
 from domain.geo import GeoPoint
 from domain.notifications import Notification, NotificationKind, PushState, SocketState
@@ -422,6 +423,10 @@ def _order_columns(order: WorkOrder) -> dict[str, Any]:
 
 
 class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        super().__init__(connection)
+        self._assignment_reads: dict[tuple[int, int, datetime, int], AssignmentReads] = {}
+
     async def add(self, order: WorkOrder) -> WorkOrder:
         values = _order_columns(order)
         order.id = await insert_returning_id(self._c, INSERT_ORDER, values)
@@ -436,18 +441,53 @@ class SqlAlchemyWorkOrderRepository(_Repository, WorkOrderRepository):
         values = {"ids": [seeker_id, provider_id], "seeker_id": seeker_id, "now": now, "cap": pending_cap}
         rows = await fetch_all(self._c, READ_FOR_ASSIGNMENT[self._c.dialect.name], values)
         people, devices = _people_and_devices(row for row in rows if row.id is not None)
-        return AssignmentReads(people, devices, rows[0].seeker_pending, rows[0].order_id)
+        reads = AssignmentReads(people, devices, rows[0].seeker_pending, rows[0].order_id)
+        self._assignment_reads = {(seeker_id, provider_id, now, pending_cap): reads}  # for SQLite's write under lock
+        return reads
 
-    async def add_with_notification(self, order: WorkOrder, notification: Notification) -> None:
+    def reserved_order_id(self) -> int | None:
+        if self._c.dialect.name != "postgresql":
+            return None  # SQLite's next id is only known under the writer's lock: read_for_assignment
+        return assignments.reserved_ids_of(self._c.engine.sync_engine).take()
+
+    async def add_assignment_if_current(
+        self, order: WorkOrder, notification: Notification, seeker: Profile, provider: Profile, pending_cap: int
+    ) -> list[DeviceToken] | None:
         assert order.id is not None and not order.is_broadcast, "an assignment has a reserved id and one provider"
         order_values = {**_order_columns(order), "id": order.id}
-        notification_values = _notification_columns(notification)
-        if self._c.dialect.name != "postgresql":  # one writer at a time: the two INSERTs share its transaction
-            await insert_returning_id(self._c, INSERT_ORDER, order_values)
-            notification.id = await insert_returning_id(self._c, INSERT_NOTIFICATION, notification_values)
-            return
-        values = {f"o_{k}": v for k, v in order_values.items()} | {f"n_{k}": v for k, v in notification_values.items()}
-        notification.id = await returning_id(self._c, assignments.INSERT_ORDER_AND_NOTIFICATION, values)
+        if self._c.dialect.name != "postgresql":
+            return await self._add_assignment_under_lock(order, notification, seeker, provider, pending_cap)
+        values = {
+            **{f"o_{k}": v for k, v in order_values.items()},
+            **{f"n_{k}": v for k, v in _notification_columns(notification).items()},
+            **assignments.party_binds("s_", {**_saved_columns(seeker), "id": seeker.id}),
+            **assignments.party_binds("p_", {**_saved_columns(provider), "id": provider.id}),
+            "cap": pending_cap,
+        }
+        rows = await fetch_all(self._c, assignments.ADD_ASSIGNMENT_IF_CURRENT, values)
+        assignments.reserved_ids_of(self._c.engine.sync_engine).put(rows[0].spare_order_id)
+        if rows[0].notification_id is None:
+            return None
+        notification.id = rows[0].notification_id
+        return [row_to_device(row, prefix="device_") for row in rows if row.device_id is not None]
+
+    async def _add_assignment_under_lock(
+        self, order: WorkOrder, notification: Notification, seeker: Profile, provider: Profile, pending_cap: int
+    ) -> list[DeviceToken] | None:
+        """SQLite: this unit of work holds the one writer's lock (BEGIN IMMEDIATE), so what it read stays true until
+        it commits: the assignment's read in it is reused (else made now), checked, then the two INSERTs."""
+        key = (order.seeker_id, order.provider_id, order.created_at, pending_cap)
+        reads = self._assignment_reads.get(key)
+        if reads is None:
+            reads = await self.read_for_assignment(*key)
+        people = reads.people
+        if not all(p.id in people and reads_the_same(p, people[p.id]) for p in (seeker, provider)):
+            return None
+        if pending_cap and reads.seeker_pending >= pending_cap:
+            return None
+        await insert_returning_id(self._c, INSERT_ORDER, {**_order_columns(order), "id": order.id})
+        notification.id = await insert_returning_id(self._c, INSERT_NOTIFICATION, _notification_columns(notification))
+        return reads.devices.get(notification.recipient_id, [])
 
     async def get(self, order_id: int, lock: bool = False) -> WorkOrder | None:
         query = select(work_orders).where(work_orders.c.id == order_id)
