@@ -388,5 +388,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.admin_api_keys = settings.admin_api_keys
     app.state.settings = settings
     app.state.limits = container.request_limits()
+    app.state.assign_work = container.assign_work()  # the hot path takes it from here (profiles.assign_work)
     app.state.console_sessions = ConsoleSessions(signing_key(settings.console_secret, settings.admin_api_keys))
     return app
