@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -52,6 +53,7 @@ class Server:
     base_url: str
     ws_url: str
     settings: Settings
+    app: Any = None  # the app object, when the server runs in this process
 
 
 @contextlib.contextmanager
@@ -68,7 +70,8 @@ def running_server(env: Mapping[str, str]) -> Iterator[Server]:
             raise RuntimeError("the server did not start")
         time.sleep(0.02)
     try:
-        yield Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", server.config.app.state.settings)
+        app = server.config.app
+        yield Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", app.state.settings, app)
     finally:
         server.should_exit = True
         thread.join(15)

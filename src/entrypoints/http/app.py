@@ -33,6 +33,7 @@ from entrypoints.console.session import ConsoleSessions, signing_key
 from entrypoints.container import Container, build_container, close, database_location, database_settings
 from entrypoints.http.admin import AdminProfilesController, AdminWorkOrdersController
 from entrypoints.http.errors import EXCEPTION_HANDLERS, RequestRejected, error_body
+from entrypoints.http.fast_assign import FastAssignWork
 from entrypoints.http.guards import CALLER_ID, caller_id
 from entrypoints.http.idempotency import on_replayed
 from entrypoints.http.limits import on_rate_limited
@@ -68,6 +69,7 @@ def _request_id(scope) -> str:
     return uuid.uuid4().hex
 
 
+MAX_BODY = 64 * 1024  # bytes of a request body
 GC_THRESHOLDS = (2000, 20, 1000)  # CPython's defaults: (700, 10, 10)
 
 # Use cases and services handlers may ask for by name; each resolves through the container.
@@ -175,6 +177,7 @@ class WorkcastApp(Litestar):
 
     sockets: SocketServices
     metrics: PrometheusMetrics
+    fast_assign: FastAssignWork
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "websocket" and (role := socket_role(scope["path"])) is not None:
@@ -198,7 +201,10 @@ class WorkcastApp(Litestar):
             await send(message)
 
         try:
-            await super().__call__(scope, receive, send_and_note_status)
+            if self.fast_assign.takes(scope):
+                receive = await self.fast_assign.serve(scope, receive, send_and_note_status)
+            if receive is not None:
+                await super().__call__(scope, receive, send_and_note_status)
         finally:
             seconds = time.perf_counter() - started
             route = (scope.get("path_template") if scope.get("route_handler") is not None else None) or "unmatched"
@@ -348,7 +354,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             ),
             path="/schema",
         ),
-        request_max_body_size=64 * 1024,
+        request_max_body_size=MAX_BODY,
         request_class=StrictJsonRequest,
         # A Flutter web build calls the API from its own origin; unset, browsers get no CORS headers at all.
         cors_config=CORSConfig(
@@ -389,5 +395,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.settings = settings
     app.state.limits = container.request_limits()
     app.state.assign_work = container.assign_work()  # the hot path takes it from here (profiles.assign_work)
+    app.fast_assign = FastAssignWork(
+        app, container.assign_work(), container.identify_caller(), container.request_limits(), MAX_BODY
+    )
     app.state.console_sessions = ConsoleSessions(signing_key(settings.console_secret, settings.admin_api_keys))
     return app
