@@ -1,8 +1,8 @@
 """``POST /api/1/profiles/assign-work/``, the hot path, served ahead of Litestar's routing.
 
 A deliberate bypass, like the WebSockets (``sockets.py``): Litestar's routing, guard and handler plumbing (the
-request object, the signature model, kwargs and dependency resolution, the response object) was ~0.3 ms of CPU
-per assignment, about a seventh of the whole request (``python -m bench.ab``). Only a request this module fully
+request object, the signature model, kwargs resolution, the response object) cost 0.16 ms of CPU per assignment,
+9 % of the whole request (``python -m bench.ab``: 1.717 against 1.877 ms). Only a request this module fully
 understands is served here: a POST to the exact path, no query string, ``Content-Type: application/json``, a
 ``Content-Length`` within the body limit, a bearer token, no ``Idempotency-Key`` and no ``Origin`` (CORS). It runs
 the route's own steps with the route's own code: the bearer token (``guards.caller_of``), the strict body
