@@ -315,6 +315,33 @@ async def test_delivery_stats_count_by_derived_status_channel_and_error(uow_fact
     assert dict(stats.push_errors) == {"UNREGISTERED": 2, "QUOTA_EXCEEDED": 1}
 
 
+async def test_a_batch_of_delivery_saves_writes_each_notification_as_last_given(uow_factory):
+    """The outcome recorder saves many at once, one of them twice (its socket outcome, then its push's)."""
+    seeker, (provider, _) = await add_people(uow_factory)
+    async with uow_factory() as uow:
+        order = await uow.work_orders.add(new_order(seeker, provider))
+        twice, retried, acknowledged, untouched = (new_notification(provider, order) for _ in range(4))
+        await uow.notifications.add_many([twice, retried, acknowledged, untouched])
+        await uow.commit()
+    twice.socket_sent()
+    socket_only = Notification(**{**vars(twice)})
+    twice.push_sent("projects/p/messages/1")
+    twice.attempts = 1
+    retried.push_retry("UNAVAILABLE")
+    retried.socket_not_connected()
+    retried.next_attempt_at = T0 + timedelta(seconds=30)
+    acknowledged.acknowledge(T0)
+    async with uow_factory() as uow:
+        await uow.notifications.save_deliveries([socket_only, retried, twice, acknowledged])
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = {n.id: n for n in await uow.notifications.get_many([n.id for n in (twice, retried, acknowledged)])}
+        assert await uow.notifications.get(untouched.id) == untouched
+    assert stored[twice.id] == twice and stored[twice.id].push_message_id == "projects/p/messages/1"
+    assert stored[retried.id] == retried and stored[retried.id].next_attempt_at == T0 + timedelta(seconds=30)
+    assert stored[acknowledged.id].delivered_at == T0 and stored[acknowledged.id].next_attempt_at is None
+
+
 async def test_delivery_writes_never_move_back(uow_factory):
     """Writers race (outcome recorder, replay, ack): a sent channel and an acknowledgement stick."""
     seeker, (provider, _) = await add_people(uow_factory)

@@ -142,9 +142,28 @@ async def fetch_all(connection: AsyncConnection, statement: Any, values: Mapping
     return [make(p(v) if p else v for p, v in zip(processors, row, strict=True)) for row in rows]
 
 
-async def execute_many(connection: AsyncConnection, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Run a statement that returns nothing once per row (psycopg pipelines them)."""
+async def execute_many(
+    connection: AsyncConnection,
+    statement: Executable,
+    rows: Sequence[Mapping[str, Any]],
+    at_once: Executable | None = None,
+) -> None:
+    """Run a statement that returns nothing once per row (psycopg pipelines them, SQLite runs them in one call).
+
+    On PostgreSQL, ``at_once`` is the same statement over arrays (each bind takes every row's value of that name as
+    one array, which the statement unnests): one execution for the whole batch. A row in psycopg's pipeline cost
+    about as much CPU as a statement of its own; the outcome recorder wrote three rows per order that way."""
     if not rows:
+        return
+    if at_once is not None and connection.dialect.name == "postgresql":
+        prepared = _prepare(at_once, connection, ())
+        arguments = _arguments(prepared, {key: [row[key] for row in rows] for key in rows[0]})
+        driver = await _driver(connection)
+        try:
+            async with AsyncRawCursor(driver) as cursor:
+                await cursor.execute(prepared.sql, arguments)
+        except Exception as error:
+            raise _wrapped(error, prepared, connection) from error
         return
     prepared = _prepare(statement, connection, ())
     arguments = [_arguments(prepared, row) for row in rows]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Integer,
     Row,
+    String,
     Text,
     and_,
     any_,
@@ -638,32 +640,63 @@ DELIVERY_STATUS = case(
 )
 
 
-def _unless_sent(state: str, column: str):
-    """The new value of ``column``, unless its channel is already stored as sent: writers never move it back."""
-    return case((notifications.c[state] == "sent", notifications.c[column]), else_=bindparam(f"b_{column}"))
+# The new values of a delivery save, by column (the binds are ``b_<column>``).
+DELIVERY_VALUES = {
+    "id": BigInteger(),
+    "push_state": String(),
+    "push_message_id": String(),
+    "push_error": String(),
+    "socket_state": String(),
+    "socket_error": String(),
+    "attempts": Integer(),
+    "next_attempt_at": UtcDateTime(),
+    "last_attempt_at": UtcDateTime(),
+    "delivered_at": UtcDateTime(),
+    "opened_at": UtcDateTime(),
+}
 
 
-SAVE_DELIVERY = (
-    update(notifications)
-    .where(notifications.c.id == bindparam("b_id"))
-    .values(
-        push_state=_unless_sent("push_state", "push_state"),
-        push_message_id=_unless_sent("push_state", "push_message_id"),
-        push_error=_unless_sent("push_state", "push_error"),
-        socket_state=_unless_sent("socket_state", "socket_state"),
-        socket_error=_unless_sent("socket_state", "socket_error"),
-        attempts=bindparam("b_attempts"),
-        # Acknowledged (here or by the app meanwhile): nothing is sent again.
-        next_attempt_at=case(
-            (notifications.c.delivered_at.is_not(None), None),
-            (bindparam("b_delivered_at", type_=UtcDateTime).is_not(None), None),
-            else_=bindparam("b_next_attempt_at", type_=UtcDateTime),
-        ),
-        last_attempt_at=bindparam("b_last_attempt_at"),
-        delivered_at=func.coalesce(notifications.c.delivered_at, bindparam("b_delivered_at", type_=UtcDateTime)),
-        opened_at=func.coalesce(notifications.c.opened_at, bindparam("b_opened_at", type_=UtcDateTime)),
+def _save_delivery(given: Callable[[str], Any]) -> Any:
+    """The UPDATE of one notification's delivery; ``given(column)`` is the new value's expression."""
+
+    def unless_sent(state: str, column: str) -> Any:
+        """The new value of ``column``, unless its channel is already stored as sent: writers never move it back."""
+        return case((notifications.c[state] == "sent", notifications.c[column]), else_=given(column))
+
+    return (
+        update(notifications)
+        .where(notifications.c.id == given("id"))
+        .values(
+            push_state=unless_sent("push_state", "push_state"),
+            push_message_id=unless_sent("push_state", "push_message_id"),
+            push_error=unless_sent("push_state", "push_error"),
+            socket_state=unless_sent("socket_state", "socket_state"),
+            socket_error=unless_sent("socket_state", "socket_error"),
+            attempts=given("attempts"),
+            # Acknowledged (here or by the app meanwhile): nothing is sent again.
+            next_attempt_at=case(
+                (notifications.c.delivered_at.is_not(None), None),
+                (given("delivered_at").is_not(None), None),
+                else_=given("next_attempt_at"),
+            ),
+            last_attempt_at=given("last_attempt_at"),
+            delivered_at=func.coalesce(notifications.c.delivered_at, given("delivered_at")),
+            opened_at=func.coalesce(notifications.c.opened_at, given("opened_at")),
+        )
+    )
+
+
+# (Per row, only the two datetimes compared in the statement are typed, as ever: the others reach SQLite as given.)
+SAVE_DELIVERY = _save_delivery(
+    lambda column: bindparam(
+        f"b_{column}", type_=UtcDateTime if column in ("delivered_at", "next_attempt_at") else None
     )
 )
+# PostgreSQL: the whole batch in one UPDATE ... FROM the rows given as arrays (driver.execute_many's ``at_once``).
+_GIVEN_DELIVERIES = select(
+    *(func.unnest(bindparam(f"b_{name}", type_=ARRAY(kind))).label(name) for name, kind in DELIVERY_VALUES.items())
+).subquery("given")
+SAVE_DELIVERIES_AT_ONCE = _save_delivery(lambda column: _GIVEN_DELIVERIES.c[column])
 
 
 # A connecting socket's replay: unacknowledged, recent, newest first, with the order's current status;
@@ -776,11 +809,14 @@ class SqlAlchemyNotificationRepository(_Repository, NotificationRepository):
     async def save_deliveries(self, many: Sequence[Notification]) -> None:
         if not many:
             return
-        # One executemany: psycopg sends it as a pipeline, SQLite runs it in one call.
+        # A notification saved twice in one batch (its socket outcome, then its push's) is saved as it was last:
+        # one UPDATE ... FROM takes an unpredictable one of two rows for the same id.
+        latest = {n.id: n for n in many}
         await execute_many(
             self._c,
             SAVE_DELIVERY,
-            [{"b_id": n.id, **{f"b_{k}": v for k, v in _delivery_columns(n).items()}} for n in many],
+            [{"b_id": n.id, **{f"b_{k}": v for k, v in _delivery_columns(n).items()}} for n in latest.values()],
+            at_once=SAVE_DELIVERIES_AT_ONCE,
         )
 
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
