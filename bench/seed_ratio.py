@@ -6,9 +6,10 @@
 Both run as one server process on the same PostgreSQL 15 (fsync on, its defaults) and the same Redis,
 started by the seed stack's ``infra.sh``, and are driven by the seed stack's own contract load generator
 (``loadgen.py``: idle provider sockets, closed-loop assign-work, end-to-end latency to the provider's
-socket, RSS per idle socket). The seed stack runs first, then workcast (``workcast serve``, uvloop and
-httptools as it picks them), one right after the other. Prints both and the ratios; the target is >= 10x
-the seed per process (issue 17).
+socket, RSS per idle socket). The two run one after the other (``workcast serve``, uvloop and httptools as it
+picks them), ``--rounds`` times each in the order seed, workcast, workcast, seed: the machine's speed drifts
+within minutes, and alternating weighs the drift on both alike. Prints both and the ratio of the medians; the
+target is >= 10x the seed per process (issue 17).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -153,23 +155,54 @@ def figures(summary: dict) -> dict:
 
 
 def compare(
-    stack: Path, providers: int, concurrency: int, duration: float, workers: int = 1, seed: bool = True
+    stack: Path,
+    providers: int,
+    concurrency: int,
+    duration: float,
+    workers: int = 1,
+    seed: bool = True,
+    rounds: int = 2,
 ) -> dict:
-    """Run the seed stack, then workcast, on the seed stack's infrastructure; their figures and the ratio."""
+    """Run the seed stack and workcast on the seed stack's infrastructure, ``rounds`` times each in the order
+    seed, workcast, workcast, seed, ... (so a drift of the machine's speed within the run weighs on both alike);
+    each one's figures with its median req/s, and the ratio of the medians."""
     stack = stack.resolve()
     bench_dir = Path(os.environ.get("BENCH_DIR", "/tmp/bench"))
     args = argparse.Namespace(providers=providers, concurrency=concurrency, duration=duration, workers=workers)
     sh(str(stack / "infra.sh"), "setup", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
     sh(str(stack / "infra.sh"), "start", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
+    runs: dict[str, list[dict]] = {"seed": [], "workcast": []}
     try:
-        theirs = figures(run_seed(stack, bench_dir, args)) if seed else None
-        log(f"seed: {theirs}")
-        ours = figures(run_workcast(stack, bench_dir, args))
-        log(f"workcast: {ours}")
+        for round_number in range(rounds):
+            order = ["seed", "workcast"] if round_number % 2 == 0 else ["workcast", "seed"]
+            for who in order:
+                if who == "seed" and not seed:
+                    continue
+                run = run_seed if who == "seed" else run_workcast
+                runs[who].append(figures(run(stack, bench_dir, args)))
+                log(f"{who}, round {round_number + 1}: {runs[who][-1]}")
     finally:
         sh(str(stack / "infra.sh"), "stop", env={"BENCH_DIR": str(bench_dir)}, capture_output=True)
+    theirs, ours = _median_run(runs["seed"]), _median_run(runs["workcast"])
     ratio = round(ours["req_per_s"] / theirs["req_per_s"], 2) if theirs and theirs["req_per_s"] else None
-    return {"seed": theirs, "workcast": ours, "ratio": ratio, "workers": workers, "target_ratio": TARGET_RATIO}
+    return {
+        "seed": theirs,
+        "workcast": ours,
+        "ratio": ratio,
+        "workers": workers,
+        "target_ratio": TARGET_RATIO,
+        "rounds": runs,
+    }
+
+
+def _median_run(runs: list[dict]) -> dict | None:
+    """The run's figures, its req/s the median of the rounds' (``median_of`` how many)."""
+    if not runs:
+        return None
+    return runs[0] | {
+        "req_per_s": round(statistics.median(r["req_per_s"] for r in runs), 1),
+        "median_of": len(runs),
+    }
 
 
 def main() -> None:
@@ -180,8 +213,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--workers", type=int, default=1, help="workcast serve --workers (the seed runs one)")
     parser.add_argument("--skip-seed", action="store_true", help="workcast only (e.g. to compare --workers)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="runs of each, alternating (seed, workcast, workcast, ...)"
+    )
     args = parser.parse_args()
-    found = compare(args.seed_stack, args.providers, args.concurrency, args.duration, args.workers, not args.skip_seed)
+    found = compare(
+        args.seed_stack, args.providers, args.concurrency, args.duration, args.workers, not args.skip_seed, args.rounds
+    )
     seed, ours = found["seed"], found["workcast"]
     if seed is None:
         print(json.dumps({"workcast": ours, "workers": args.workers}))
