@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Integer, Table, and_, bindparam, cast, exists, func, insert, literal_column, or_, select, true
+from sqlalchemy import Integer, and_, bindparam, cast, exists, func, insert, literal_column, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 
 from adapters.sqlalchemy.tables import device_tokens, notifications, profiles, work_orders
@@ -59,12 +59,6 @@ def read_for_assignment(dialect: str, people_with_devices: Any) -> Any:
     )
 
 
-def _insert_with_binds(table: Table, prefix: str, without: tuple[str, ...] = ()) -> Any:
-    """INSERT of every column but ``without``, each value a bind named ``prefix`` + column name."""
-    binds = {c.name: bindparam(f"{prefix}{c.name}", type_=c.type) for c in table.c if c.name not in without}
-    return insert(table).values(binds)
-
-
 # The fields of a profile the conditional write compares: all but the location (``reads_the_same``).
 COMPARED_FIELDS = ("role", "name", "mobile", "is_active_for_work", "external_id", "deleted_at")
 NO_PREFERENCES = literal_column("'null'::jsonb")
@@ -88,6 +82,7 @@ def _reads_as_given(prefix: str) -> Any:
 
 def _has_room() -> Any:
     """The seeker (``:o_seeker_id``) holds fewer than ``:cap`` unanswered orders at ``:o_created_at`` (0: no cap)."""
+    cap = bindparam("cap", type_=Integer)
     pending = (
         select(literal_column("1"))
         .where(
@@ -95,10 +90,9 @@ def _has_room() -> Any:
             work_orders.c.status == literal_column(f"'{WorkStatus.PENDING.value}'"),
             work_orders.c.expires_at > bindparam("o_created_at", type_=work_orders.c.expires_at.type),
         )
-        .limit(bindparam("cap", type_=Integer))
+        .limit(cap)
         .subquery()
     )
-    cap = bindparam("cap", type_=Integer)
     return or_(cap == literal_column("0"), select(func.count()).select_from(pending).scalar_subquery() < cap)
 
 

@@ -155,24 +155,20 @@ async def execute_many(
     about as much CPU as a statement of its own; the outcome recorder wrote three rows per order that way."""
     if not rows:
         return
-    if at_once is not None and connection.dialect.name == "postgresql":
+    at_once = at_once if connection.dialect.name == "postgresql" else None
+    if at_once is not None:
         prepared = _prepare(at_once, connection, ())
-        arguments = _arguments(prepared, {key: [row[key] for row in rows] for key in rows[0]})
-        driver = await _driver(connection)
-        try:
-            async with AsyncRawCursor(driver) as cursor:
-                await cursor.execute(prepared.sql, arguments)
-        except Exception as error:
-            raise _wrapped(error, prepared, connection) from error
-        return
-    prepared = _prepare(statement, connection, ())
-    arguments = [_arguments(prepared, row) for row in rows]
+        arguments: Any = _arguments(prepared, {key: [row[key] for row in rows] for key in rows[0]})
+    else:
+        prepared = _prepare(statement, connection, ())
+        arguments = [_arguments(prepared, row) for row in rows]
     driver = await _driver(connection)
     try:
         if connection.dialect.name == "sqlite":
             await driver.executemany(prepared.sql, arguments)
         else:
             async with AsyncRawCursor(driver) as cursor:
-                await cursor.executemany(prepared.sql, arguments)
+                run = cursor.execute if at_once is not None else cursor.executemany
+                await run(prepared.sql, arguments)
     except Exception as error:
         raise _wrapped(error, prepared, connection) from error
