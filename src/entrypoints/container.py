@@ -23,6 +23,7 @@ from adapters.prometheus.metrics import PrometheusMetrics
 from adapters.redis.broker import RedisBroker
 from adapters.redis.sockets import RedisSocketRegistry
 from adapters.sqlalchemy.engine import DatabaseSettings, create_engine, normalize_url, sqlite_path, sqlite_url
+from adapters.sqlalchemy.held import HeldConnections
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from application.delivery import NotificationDelivery
 from application.live_locations import LiveLocations
@@ -161,7 +162,13 @@ class Container(containers.DeclarativeContainer):
     token_verifier = providers.Singleton(pick_verifier, settings)
 
     unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine)
-    single_write_unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine, single_write=True)
+    # Up to half the pool may stay in autocommit for one-statement writes (assign-work; held.py).
+    held_connections = providers.Singleton(
+        HeldConnections, engine, providers.Callable(lambda s: max(1, s.db_pool_size // 2), settings)
+    )
+    single_write_unit_of_work = providers.Factory(
+        SqlAlchemyUnitOfWork, engine, single_write=True, held=held_connections
+    )
     delivery_policy = providers.Singleton(delivery_policy, settings)
     work_policy = providers.Singleton(
         WorkPolicy,
@@ -280,4 +287,5 @@ async def close(container: Container) -> None:
         await registry.close()
     with contextlib.suppress(ValueError):  # no key: a command that never verified a token (migrate)
         await container.token_verifier().close()
+    await container.held_connections().close()
     await container.engine().dispose()

@@ -8,6 +8,8 @@ runs on Redis Cluster too. Buckets expire once they would be full again: idle us
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
@@ -36,17 +38,21 @@ return tostring(wait)
 
 class RedisRateLimiter(RateLimiter):
     def __init__(self, url: str, prefix: str, timeout: float = 0.5, cluster: bool = False) -> None:
-        # A short timeout: a slow Redis must not hold requests up (the caller lets them through).
+        # A short timeout: a slow Redis must not hold requests up (the caller lets them through). It bounds
+        # the whole call here rather than each socket operation: redis-py's per-operation write timeout is
+        # an asyncio.wait_for, which on Python 3.11 costs a task per command on every request.
         # One key per script call, so a Redis Cluster routes each to the shard that owns it.
         connect = RedisCluster.from_url if cluster else redis.from_url
-        self._client = connect(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._client = connect(url, socket_timeout=None, socket_connect_timeout=timeout)
+        self._timeout = timeout
         self._take = self._client.register_script(TAKE)
         self._prefix = f"{prefix}:limit:"
 
     async def take(self, key: str, rate: Rate, cost: int = 1) -> LimitDecision:
         try:
-            wait = float(await self._take(keys=[self._prefix + key], args=[rate.burst, rate.per_second, cost]))
-        except (RedisError, OSError) as error:
+            async with asyncio.timeout(self._timeout):
+                wait = float(await self._take(keys=[self._prefix + key], args=[rate.burst, rate.per_second, cost]))
+        except (RedisError, OSError) as error:  # OSError: TimeoutError too
             raise LimiterUnavailable(f"{type(error).__name__}: {error}") from error
         return LimitDecision(wait == 0.0, wait)
 

@@ -92,6 +92,10 @@ def _arguments(prepared: _Prepared, values: Mapping[str, Any]) -> Any:
 
 
 async def _driver(connection: AsyncConnection) -> Any:
+    sync = connection.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        # Checked out and valid: read it directly. get_raw_connection() costs a greenlet switch every call.
+        return sync.connection.driver_connection
     return (await connection.get_raw_connection()).driver_connection
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.geo import nearby_for
 from adapters.sqlalchemy.audit import SqlAlchemyDeliveryAttemptRepository
+from adapters.sqlalchemy.held import HeldConnections
 from adapters.sqlalchemy.idempotency import SqlAlchemyIdempotencyRepository
 from adapters.sqlalchemy.operator_queries import SqlAlchemyOperatorQueries
 from adapters.sqlalchemy.repositories import (
@@ -46,18 +47,22 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     its BEGIN IMMEDIATE is what serialises writers, and costs no round trip.
     """
 
-    def __init__(self, engine: AsyncEngine, single_write: bool = False) -> None:
+    def __init__(self, engine: AsyncEngine, single_write: bool = False, held: HeldConnections | None = None) -> None:
         self._engine = engine
         self._single_write = single_write and engine.dialect.name == "postgresql"
+        self._held = held if self._single_write else None
         self._connection: AsyncConnection | None = None
+        self._connection_is_held = False
 
     async def __aenter__(self) -> Self:
         try:
-            self._connection = await self._engine.connect()
+            self._connection = await self._connect()
         except UNAVAILABLE as error:
             raise StorageUnavailable(f"database unavailable: {type(error).__name__}") from error
         try:
-            if self._single_write:
+            if self._connection_is_held:
+                pass  # in autocommit already
+            elif self._single_write:
                 await self._connection.execution_options(isolation_level="AUTOCOMMIT")
             else:
                 # Begin now, not at the first statement: some writes go to the driver directly (driver.py)
@@ -82,20 +87,38 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        try:
-            await connection.rollback()
-            await connection.close()
-        except (*UNAVAILABLE, DBAPIError):
-            # The connection is broken: drop it from the pool rather than hand it to the next request.
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
+        if self._connection_is_held:
+            assert self._held is not None
+            await self._held.put_back(connection)
+        else:
+            try:
+                await connection.rollback()
+                await connection.close()
+            except (*UNAVAILABLE, DBAPIError):
+                # The connection is broken: drop it from the pool rather than hand it to the next request.
+                with contextlib.suppress(Exception):
+                    await connection.invalidate()
         if isinstance(exc, DBAPIError) and _schema_missing(exc):
             raise SchemaNotMigrated("the database schema is missing or out of date: run `workcast migrate`") from exc
         if isinstance(exc, UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
             raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
+    async def _connect(self) -> AsyncConnection:
+        """A held autocommit connection when this unit of work may have one (``held.py``), else one from the pool."""
+        self._connection_is_held = False
+        if self._held is not None:
+            connection = self._held.take_idle()
+            if connection is None and self._held.may_hold_more():
+                connection = await self._held.hold_new()
+            if connection is not None:
+                self._connection_is_held = True
+                return connection
+        return await self._engine.connect()
+
     async def commit(self) -> None:
         assert self._connection is not None, "commit outside 'async with'"
+        if self._connection_is_held:
+            return  # autocommit: each statement was committed as it ran
         try:
             await self._connection.commit()
         except UNAVAILABLE as error:
