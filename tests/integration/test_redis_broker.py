@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.redis.broker import RedisBroker
+from adapters.redis.broker import COMMAND_TIMEOUT, RedisBroker
 from application.errors import BrokerUnavailable
 from tests.unit.conftest import FakeSocket
 
@@ -139,3 +139,24 @@ async def test_one_encoding_serves_all_local_sockets(instances):
     await b.publish(51, {"type": "same", "n": 1})
     await asyncio.sleep(0.05)
     assert len(texts) == 3 and len({id(t) for t in texts}) == 1 and json.loads(texts[0]) == {"type": "same", "n": 1}
+
+
+async def test_a_redis_that_accepts_but_never_answers_is_unavailable_not_a_hang():
+    """A hung Redis (a stopped process, a black-holed route) keeps its connections open: each command is bounded."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads whatever comes, answers nothing, until the client leaves
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    broker = RedisBroker(f"redis://127.0.0.1:{port}", prefix="silent")
+    await broker.start()
+    try:
+        async with asyncio.timeout(COMMAND_TIMEOUT + 10):
+            with pytest.raises(BrokerUnavailable):
+                await broker.publish(1, {"type": "work_assigned"})
+            assert not await broker.is_healthy()
+    finally:
+        await broker.close()
+        server.close()
