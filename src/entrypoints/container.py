@@ -162,9 +162,10 @@ class Container(containers.DeclarativeContainer):
     token_verifier = providers.Singleton(pick_verifier, settings)
 
     unit_of_work = providers.Factory(SqlAlchemyUnitOfWork, engine)
-    # Up to half the pool may stay in autocommit for one-statement writes (assign-work; held.py).
+    # Up to half the pool may stay in autocommit for one-statement writes (assign-work; held.py). Never all of
+    # it: a held connection idles outside the pool, and transactional units of work need one left there.
     held_connections = providers.Singleton(
-        HeldConnections, engine, providers.Callable(lambda s: max(1, s.db_pool_size // 2), settings)
+        HeldConnections, engine, providers.Callable(lambda s: s.db_pool_size // 2, settings)
     )
     single_write_unit_of_work = providers.Factory(
         SqlAlchemyUnitOfWork, engine, single_write=True, held=held_connections

@@ -11,6 +11,8 @@ from adapters.sqlalchemy.engine import DatabaseSettings, create_engine
 from adapters.sqlalchemy.held import HeldConnections
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from application.errors import StorageUnavailable
+from entrypoints.container import build_container
+from entrypoints.settings import Settings
 from tests.integration.test_repository_contract import add_people
 
 
@@ -110,3 +112,22 @@ async def test_a_connection_left_inside_a_transaction_is_not_held_again(engine):
     async with SqlAlchemyUnitOfWork(engine, single_write=True, held=held) as uow:
         assert await backend_pid(uow) != left_open
     await held.close()
+
+
+@pytest.mark.parametrize("pool_size", [1, 2, 20])
+async def test_the_container_never_holds_the_last_connections_of_the_pool(postgres_url, pool_size, tmp_path):
+    """Held connections idle outside the pool: a transactional unit of work must still find one there."""
+    env = {"DATABASE_URL": postgres_url, "DB_POOL_SIZE": str(pool_size), "WORKCAST_DATA_DIR": str(tmp_path)}
+    container = build_container(Settings.from_env(env))
+    try:
+        engine = container.engine()
+        async with container.single_write_unit_of_work() as uow:
+            await uow._connection.exec_driver_sql("SELECT 1")
+        held = engine.pool.checkedout()
+        assert held <= pool_size // 2
+        async with asyncio.timeout(10):  # the pool's own wait is 30 s
+            async with container.unit_of_work() as uow:
+                await uow._connection.exec_driver_sql("SELECT 1")
+    finally:
+        await container.held_connections().close()
+        await container.engine().dispose()
