@@ -53,25 +53,27 @@ class GcPauses:
 
     def __init__(self) -> None:
         self._started = 0.0
-        self.pauses: list[tuple[int, float]] = []
+        self.pauses: list[tuple[int, float, float]] = []
         gc.callbacks.append(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+            self.pauses.append((info["generation"], time.perf_counter() - self._started, time.time()))
 
     def summary_and_reset(self) -> dict:
         pauses, self.pauses = self.pauses, []
         summary = {}
         for generation in (0, 1, 2):
-            times = [seconds for g, seconds in pauses if g == generation]
+            times = [seconds for g, seconds, _ in pauses if g == generation]
             summary[f"gen{generation}"] = {
                 "collections": len(times),
                 "max_ms": round(max(times, default=0) * 1000, 2),
                 "total_ms": round(sum(times) * 1000, 2),
             }
+        longest = sorted(pauses, key=lambda pause: -pause[1])[:5]
+        summary["longest"] = [{"at": round(at, 3), "gen": g, "ms": round(s * 1000, 2)} for g, s, at in longest]
         return summary
 
 
