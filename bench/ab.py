@@ -11,6 +11,11 @@ order every round, and reads each server's CPU time around its turn.
 Why: this machine's speed drifts by up to 3x within minutes, far more than most changes are worth, so two runs
 one after the other compare the hours, not the builds. Turns of a few seconds, interleaved, see the same machine;
 the medians over the rounds and their ratio are the figures.
+
+``--fresh``: every order goes to a provider who has not had one yet (their socket connected at the start, as a
+provider comes online and then gets picked); the first ``WARM_UP_PROVIDERS`` of each build take the warm-up's
+orders. A turn needs about its seconds x the build's req/s fresh providers, so e.g. ``--sockets 4500 --seconds 1
+--rounds 6``.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ def wait_until_up(port: int, process: subprocess.Popen) -> None:
     raise RuntimeError("a server did not start")
 
 
+WARM_UP_PROVIDERS = 300
+
+
 def cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
@@ -81,17 +89,24 @@ async def drive(builds: dict[str, dict], seekers: list[dict], args) -> dict[str,
                 lambda text, name=name: log(f"{name}: {text}"),
             )
 
-        def assigning(build):
+        def assigning(build, warming_up=False):
+            def provider_id() -> int:
+                if not args.fresh:
+                    return rng.choice(build["providers"])["id"]
+                if warming_up:
+                    return rng.choice(build["providers"][:WARM_UP_PROVIDERS])["id"]
+                if not build["fresh"]:
+                    raise SystemExit("--fresh: the providers ran out; more --sockets or shorter --seconds")
+                return build["fresh"].pop()["id"]
+
             return lambda: post_assign(
-                session,
-                f"{build['base']}/api/1/profiles/assign-work/",
-                rng.choice(seekers)["token"],
-                rng.choice(build["providers"])["id"],
+                session, f"{build['base']}/api/1/profiles/assign-work/", rng.choice(seekers)["token"], provider_id()
             )
 
         names = list(builds)
         for name in names:  # warm-up: parties remembered, statements prepared, pools full
-            await closed_loop(assigning(builds[name]), args.concurrency, 2.0)
+            builds[name]["fresh"] = builds[name]["providers"][WARM_UP_PROVIDERS:]
+            await closed_loop(assigning(builds[name], warming_up=True), args.concurrency, 2.0)
         for round_number in range(args.rounds):
             for name in names if round_number % 2 == 0 else reversed(names):
                 build = builds[name]
@@ -121,6 +136,7 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=500, help="idle provider sockets per build")
     parser.add_argument("--seekers", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--fresh", action="store_true", help="each order to a provider who has had none yet")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     raise_open_files_limit(4 * args.sockets + 1000)

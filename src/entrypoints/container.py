@@ -30,6 +30,7 @@ from application.live_locations import LiveLocations
 from application.policy import DeliveryPolicy, WorkPolicy
 from application.ports import PushSender, RateLimiter, RealtimeBroker, SocketRegistry
 from application.rate_limits import RequestLimits
+from application.remembered_profiles import RememberedProfiles
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.assign_work import AssignWork
 from application.use_cases.cancel_work import CancelWork
@@ -202,6 +203,8 @@ class Container(containers.DeclarativeContainer):
     register_device = providers.Singleton(RegisterDevice, unit_of_work.provider, clock)
     set_provider_availability = providers.Singleton(SetProviderAvailability, unit_of_work.provider, clock)
     list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider, broker)
+    # Profiles this process read lately, shared: a socket's connect read spares the first order to its user a read.
+    remembered_profiles = providers.Singleton(RememberedProfiles)
     assign_work = providers.Singleton(
         AssignWork,
         unit_of_work.provider,
@@ -210,6 +213,7 @@ class Container(containers.DeclarativeContainer):
         work_policy,
         delivery_policy,
         single_write_uow_factory=single_write_unit_of_work.provider,
+        remembered=remembered_profiles,
     )
     live_locations = providers.Singleton(
         LiveLocations,
@@ -257,7 +261,12 @@ class Container(containers.DeclarativeContainer):
     complete_work = providers.Singleton(CompleteWork, unit_of_work.provider, delivery, clock, delivery_policy)
     catch_up_sockets = providers.Singleton(CatchUpSockets, unit_of_work.provider, clock)
     replay_undelivered = providers.Singleton(
-        ReplayUndelivered, unit_of_work.provider, clock, delivery_policy, settings.provided.instance_name
+        ReplayUndelivered,
+        unit_of_work.provider,
+        clock,
+        delivery_policy,
+        settings.provided.instance_name,
+        remembered=remembered_profiles,
     )
     get_work_order_timeline = providers.Singleton(GetWorkOrderTimeline, unit_of_work.provider)
     sweep_old_records = providers.Singleton(SweepOldRecords, unit_of_work.provider, clock, retention)

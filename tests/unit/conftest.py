@@ -17,6 +17,7 @@ from adapters.memory.store import MemoryStore, MemoryUnitOfWork
 from application.delivery import NotificationDelivery
 from application.policy import DeliveryPolicy, WorkPolicy
 from application.ports import UnitOfWork
+from application.remembered_profiles import RememberedProfiles
 from application.use_cases.acknowledge_notification import AcknowledgeNotification
 from application.use_cases.assign_work import AssignWork, AssignWorkCommand, WorkAssignment
 from application.use_cases.cancel_work import CancelWork
@@ -83,7 +84,10 @@ class World:
         self.register_device = RegisterDevice(uow, self.clock)
         self.set_availability = SetProviderAvailability(uow, self.clock)
         self.list_active_providers = ListActiveProviders(uow, self.broker)
-        self.assign_work = AssignWork(uow, self.delivery, self.clock, self.work_policy, self.delivery_policy)
+        self.remembered = RememberedProfiles()  # shared, as the container shares it
+        self.assign_work = AssignWork(
+            uow, self.delivery, self.clock, self.work_policy, self.delivery_policy, remembered=self.remembered
+        )
         self.respond = RespondToWork(uow, self.delivery, self.clock, self.delivery_policy)
         self.cancel = CancelWork(uow, self.delivery, self.clock, self.delivery_policy)
         self.expire = ExpireOverdueWork(uow, self.delivery, self.clock, self.work_policy)
@@ -91,7 +95,7 @@ class World:
         self.list_notifications = ListNotifications(uow)
         self.acknowledge = AcknowledgeNotification(uow, self.clock)
         self.dispatch = DispatchDueNotifications(uow, self.delivery, self.clock, self.delivery_policy)
-        self.replay = ReplayUndelivered(uow, self.clock, self.delivery_policy)
+        self.replay = ReplayUndelivered(uow, self.clock, self.delivery_policy, remembered=self.remembered)
 
     def uow(self) -> UnitOfWork:
         return self.uow_factory() if self.uow_factory else MemoryUnitOfWork(self.store)

@@ -87,6 +87,30 @@ async def test_an_assignment_decides_on_remembered_parties_and_reads_again_when_
     assert await count_rows(world) == (4, 4)
 
 
+async def test_who_just_connected_a_socket_is_remembered_so_the_first_order_to_them_needs_no_read(world, monkeypatch):
+    """A socket's connect reads its user's profile anyway; the order that follows (a provider comes online, a
+    seeker picks them) is decided on that read and saved by the one conditional write, which still refuses a
+    profile that changed since."""
+    from adapters.memory.store import MemoryWorkOrderRepository
+
+    reads = []
+    read = MemoryWorkOrderRepository.read_for_assignment
+    monkeypatch.setattr(
+        MemoryWorkOrderRepository, "read_for_assignment", lambda self, *a: reads.append(a[:2]) or read(self, *a)
+    )
+    seeker, first, second = await world.seeker(), await world.provider(), await world.provider()
+    for user in (seeker, first, second):
+        await world.replay.on_connect(user.id)
+    await world.assign(seeker, first)
+    await world.assign(seeker, second)
+    assert reads == []
+
+    world.store.tables.profiles[second.id].is_active_for_work = False  # as another instance would
+    with pytest.raises(ProviderUnavailable):
+        await world.assign(seeker, second)
+    assert len(reads) == 1 and await count_rows(world) == (2, 2)
+
+
 def test_locations_out_of_range_are_refused():
     for lat, lon in ((91, 0), (0, 181), (float("nan"), 0), (0, float("inf"))):
         with pytest.raises(InvalidLocation):

@@ -6,6 +6,7 @@ from typing import Any
 
 from application.policy import DeliveryPolicy
 from application.ports import Clock, UnitOfWorkFactory
+from application.remembered_profiles import RememberedProfiles
 from application.use_cases._caller import caller_profile
 from domain.audit import AttemptOutcome, DeliveryAttempt
 from domain.notifications import NotificationKind
@@ -38,12 +39,18 @@ class ReplayUndelivered:
     """
 
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, clock: Clock, policy: DeliveryPolicy, instance: str = "local"
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        policy: DeliveryPolicy,
+        instance: str = "local",
+        remembered: RememberedProfiles | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._policy = policy
         self._instance = instance
+        self._remembered = remembered
 
     async def on_connect(self, user_id: int) -> tuple[Profile, Replay]:
         """Who connected, and what they must see first: one transaction for a socket's whole start."""
@@ -52,6 +59,8 @@ class ReplayUndelivered:
         async with self._uow_factory() as uow:
             profile = await caller_profile(uow, user_id)
             rows = await uow.notifications.replay_for_user(user_id, now - self._policy.replay_window, now, limit + 1)
+        if self._remembered is not None:  # who just came online is whom the next order goes to: no read for it
+            self._remembered.remember([profile])
         truncated = len(rows) > limit
         offers, others = [], []
         for n, status in rows[:limit]:  # newest first
