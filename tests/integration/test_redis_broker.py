@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.redis.broker import COMMAND_TIMEOUT, RedisBroker
+from adapters.redis.broker import COMMAND_TIMEOUT, SCRIPT_CHUNK, RedisBroker
 from application.errors import BrokerUnavailable
 from tests.unit.conftest import FakeSocket
 
@@ -95,6 +95,19 @@ async def test_presence_spans_instances_and_expires_with_a_dead_instance(instanc
         task.cancel()
     await asyncio.sleep(1.2)
     assert await b.online([23]) == set()
+
+
+async def test_the_presence_of_many_users_outlives_its_ttl_and_leaves_with_its_instance(instances, redis_url):
+    """Presence is refreshed before it runs out, in chunks (more users here than one script call takes), and an
+    instance that closes takes all of its users' presence away at once."""
+    _, b = instances
+    users = list(range(1000, 1000 + 2 * SCRIPT_CHUNK + 7))
+    async with started(RedisBroker(redis_url, prefix=b._prefix, presence_ttl=1.5)) as (leaving,):
+        for user in users:
+            await subscribed(leaving, user)
+        await asyncio.sleep(2.5)  # past the TTL of the first ones: only the refresh (every 0.5 s) keeps them
+        assert await b.online(users) == set(users)
+    assert await b.online(users) == set()
 
 
 async def test_an_idle_subscriber_outlives_redis_client_read_timeouts(instances):
