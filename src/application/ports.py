@@ -52,6 +52,9 @@ class ProfileRepository(Protocol):
     async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
         """Which of these ids still have a live (not erased) profile (one read, whatever the number of ids)."""
 
+    async def erased_since(self, since: datetime) -> set[int]:
+        """The ids of the profiles erased at or after ``since``."""
+
     async def save(self, profile: Profile) -> None:
         """Store everything about an existing profile (role, name, mobile, availability, location, identity)."""
 

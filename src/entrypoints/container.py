@@ -245,7 +245,7 @@ class Container(containers.DeclarativeContainer):
         providers.Factory(MeasureBacklog, unit_of_work.provider, clock),
         metrics,
     )
-    find_unknown_users = providers.Singleton(FindUnknownUsers, unit_of_work.provider)
+    find_unknown_users = providers.Singleton(FindUnknownUsers, unit_of_work.provider, clock)
     identify_caller = providers.Singleton(
         IdentifyCaller, token_verifier, unit_of_work.provider, clock, providers.Callable(auto_provision, settings)
     )

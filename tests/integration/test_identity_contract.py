@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from application.use_cases.provision_profile import (
@@ -76,6 +78,8 @@ async def test_erasing_forgets_the_person_and_keeps_anonymous_history(uow_factor
     async with uow_factory() as uow:
         assert await uow.profiles.get(seeker.id) is None
         assert await uow.profiles.existing_ids([seeker.id, provider.id]) == {provider.id}
+        assert await uow.profiles.erased_since(clock.now() - timedelta(seconds=1)) == {seeker.id}
+        assert await uow.profiles.erased_since(clock.now() + timedelta(seconds=1)) == set()
         assert await uow.devices.get_by_token("s-tok") is None
         kept = await uow.work_orders.get(order.id)
         assert kept is not None and kept.message == "" and kept.seeker_id == seeker.id

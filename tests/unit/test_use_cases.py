@@ -111,6 +111,25 @@ async def test_who_just_connected_a_socket_is_remembered_so_the_first_order_to_t
     assert len(reads) == 1 and await count_rows(world) == (2, 2)
 
 
+async def test_sockets_users_erased_lately_are_found_by_a_small_read_and_all_of_them_now_and_then(world):
+    """The first check asks about every user, later ones only who was erased since the last one (with a minute's
+    overlap for clocks that differ between instances); a row removed by hand is found by the next full check."""
+    from application.use_cases.find_unknown_users import FULL_CHECK_EVERY, FindUnknownUsers
+
+    find = FindUnknownUsers(world.uow, world.clock)
+    keep, erased, skewed, removed, gone = [await world.provider() for _ in range(5)]
+    users = [p.id for p in (keep, erased, skewed, removed, gone)]
+    del world.store.tables.profiles[gone.id]
+    assert await find.execute(users) == {gone.id}  # the first check: every user
+    world.clock.advance(timedelta(seconds=5))
+    world.store.tables.profiles[erased.id].erase(world.clock.now())
+    world.store.tables.profiles[skewed.id].erase(world.clock.now() - timedelta(seconds=40))  # a clock behind
+    del world.store.tables.profiles[removed.id]
+    assert await find.execute(users) == {erased.id, skewed.id}
+    world.clock.advance(FULL_CHECK_EVERY)
+    assert await find.execute(users) == {erased.id, skewed.id, removed.id, gone.id}
+
+
 def test_locations_out_of_range_are_refused():
     for lat, lon in ((91, 0), (0, 181), (float("nan"), 0), (0, float("inf"))):
         with pytest.raises(InvalidLocation):

@@ -139,6 +139,9 @@ class MemoryProfileRepository(ProfileRepository):
     async def existing_ids(self, profile_ids: Collection[int]) -> set[int]:
         return {i for i in profile_ids if i in self._t.profiles and self._t.profiles[i].deleted_at is None}
 
+    async def erased_since(self, since: datetime) -> set[int]:
+        return {i for i, p in self._t.profiles.items() if p.deleted_at is not None and p.deleted_at >= since}
+
     async def save(self, profile: Profile) -> None:
         assert profile.id in self._t.profiles
         self._t.profiles[profile.id] = _copy(profile)

@@ -249,6 +249,10 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         rows = await fetch_all(self._c, EXISTING_PROFILE_IDS[self._c.dialect.name], {"ids": list(profile_ids)})
         return {row.id for row in rows}
 
+    async def erased_since(self, since: datetime) -> set[int]:
+        rows = await self._c.execute(select(profiles.c.id).where(profiles.c.deleted_at >= since))
+        return {row.id for row in rows}
+
     async def save(self, profile: Profile) -> None:
         await self._c.execute(update(profiles).where(profiles.c.id == profile.id).values(_saved_columns(profile)))
 

@@ -53,6 +53,9 @@ profiles = Table(
     CheckConstraint("role IN ('seeker', 'provider', 'operator')", name="role"),
 )
 Index("ix_profiles_external_id", profiles.c.external_id, unique=True)
+# Who was erased lately: each instance asks every few seconds, to close those users' sockets.
+_erased = profiles.c.deleted_at.isnot(None)
+Index("ix_profiles_deleted_at", profiles.c.deleted_at, postgresql_where=_erased, sqlite_where=_erased)
 # Active providers (the seed's monitoring query and the map of who is available).
 Index("ix_profiles_active_providers", profiles.c.role, profiles.c.is_active_for_work, profiles.c.latitude)
 
