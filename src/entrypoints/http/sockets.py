@@ -41,6 +41,7 @@ from domain.errors import DomainError, NotAProvider, ProfileNotFound
 from domain.geo import GeoPoint
 from domain.limits import TokenBucket
 from domain.profiles import Role
+from entrypoints.http import young_objects
 from entrypoints.http.errors import (
     CLOSE_FORBIDDEN,
     CLOSE_POLICY_VIOLATION,
@@ -421,6 +422,7 @@ async def _serve_socket(
         await session.replay(replay)
         del replay
         slot.release()
+        young_objects.socket_admitted()
         await session.serve()
     except SocketClosed:
         pass

@@ -1,0 +1,27 @@
+"""The young generation of CPython's collector, kept small through connect bursts.
+
+CPython 3.11 collects the young generation once allocations minus deallocations pass the threshold (2,000),
+and freeing an *older* object counts as a deallocation. A burst of connects allocates each socket's
+long-lived objects while freeing older ones (the handshake's parser state), so the count stays low while the
+young generation grows: 70,586 young objects after 10,000 connects, and the first young collection after
+the burst took 48 ms of CPU, in the middle of the requests that followed (bench/: gc callbacks with
+``len(gc.get_objects(0))``). Collecting it every ``EVERY`` admitted sockets bounds each collection to what those
+sockets left, a few milliseconds, spread over the burst. Nothing is frozen or skipped: every young object is
+examined once, as it would have been.
+"""
+
+from __future__ import annotations
+
+import gc
+
+EVERY = 200  # sockets admitted between young collections (~15 young objects each)
+
+_admitted = 0
+
+
+def socket_admitted() -> None:
+    global _admitted
+    _admitted += 1
+    if _admitted >= EVERY:
+        _admitted = 0
+        gc.collect(0)
