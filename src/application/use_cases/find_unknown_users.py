@@ -9,8 +9,9 @@ CHUNK = 500  # ids per read of the full check: a bounded statement, and the even
 # Erasures are asked about with this much overlap: the erasing instance's clock may run behind this one's, and
 # a socket may be registered a moment after the check that saw its user's erasure.
 OVERLAP = timedelta(minutes=1)
-# Now and then the full check runs again: a profile row deleted by hand in SQL leaves no ``deleted_at`` behind.
-FULL_CHECK_EVERY = timedelta(minutes=10)
+# Every so many checks the full one runs again: a profile row deleted by hand in SQL leaves no ``deleted_at``
+# behind (with SOCKET_USER_RECHECK_SECONDS=5, once a minute: 20 reads of 500 ids at 10,000 sockets, not 240).
+FULL_CHECK_EVERY = 12
 
 
 class FindUnknownUsers:
@@ -20,24 +21,23 @@ class FindUnknownUsers:
     users it holds sockets for and closes those of users that are gone, so an erased user is cut off
     everywhere without any message between instances. Most checks only ask who was erased lately (one
     small indexed read, whatever the number of sockets: asking about each user read 10,000 profiles every
-    5 s at 10,000 sockets); the first check, and one every ``FULL_CHECK_EVERY``, asks about every user.
+    5 s at 10,000 sockets); the first check, and every ``FULL_CHECK_EVERY``-th, asks about every user.
     """
 
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._asked_at: datetime | None = None
-        self._full_check_at: datetime | None = None
+        self._checks = 0
 
     async def execute(self, user_ids: Collection[int]) -> set[int]:
         now = self._clock.now()
-        if self._asked_at is None or self._full_check_at is None or now - self._full_check_at >= FULL_CHECK_EVERY:
+        if self._asked_at is None or self._checks % FULL_CHECK_EVERY == 0:
             unknown = await self._missing(user_ids)
-            self._full_check_at = now
         else:
             async with self._uow_factory() as uow:
                 unknown = set(user_ids) & await uow.profiles.erased_since(self._asked_at - OVERLAP)
-        self._asked_at = now
+        self._asked_at, self._checks = now, self._checks + 1
         return unknown
 
     async def _missing(self, user_ids: Collection[int]) -> set[int]:
