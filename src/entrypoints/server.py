@@ -21,6 +21,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
+from entrypoints.keepalive import cancel_ping, schedule_ping
 from entrypoints.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,15 @@ class ClosingWSProtocol(WSProtocol):
             handshake._initiating_request = None
             if not handshake._events:  # read only from now on (an empty deque is ~760 bytes; a tuple reads alike)
                 handshake._events = ()
+
+    def schedule_ping(self) -> None:
+        """The next keepalive ping on the loop's wheel (entrypoints/keepalive.py), not on a timer of its own."""
+        assert self.ping_interval is not None
+        schedule_ping(self.loop, self, self.ping_interval, max(0.0, self.ping_interval - self.last_ping_rtt))
+
+    def stop_keepalive(self) -> None:
+        cancel_ping(self.loop, self)
+        super().stop_keepalive()
 
     def data_received(self, data: bytes) -> None:
         if self.close_sent:

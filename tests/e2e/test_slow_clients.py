@@ -85,3 +85,39 @@ async def test_a_websocket_peer_that_never_answers_pings_is_closed(tmp_path):
         # Authenticated and open: the server pings every 0.5 s; a peer that never answers is dropped.
         assert await closed_by_server(reader)
         writer.close()
+
+
+async def test_a_websocket_peer_that_answers_pings_keeps_being_pinged_and_stays_open(tmp_path):
+    """The keepalive pings (one timer per event loop, entrypoints/keepalive.py) keep coming, one per interval,
+    and a peer that answers each one is never closed."""
+    with running_server({"WORKCAST_DATA_DIR": str(tmp_path), **BOUNDS}) as server:
+        admin = Admin(server.settings)
+        try:
+            provider = await admin.provider()
+        finally:
+            await close(admin.container)
+        port = int(server.base_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /ws/work/provider/?token={provider.token} HTTP/1.1\r\nHost: workcast\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        pings = 0
+        async with asyncio.timeout(DEADLINE):
+            while pings < 5:  # 0.5 s apart: ~2.5 s, more than twice the pong timeout
+                header = await reader.readexactly(2)
+                payload = await reader.readexactly(header[1] & 0x7F)  # the server's frames here are short, unmasked
+                if header[0] == 0x89:  # a ping: answer with a masked pong of the same payload
+                    mask = os.urandom(4)
+                    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                    writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+                    pings += 1
+                else:
+                    assert header[0] == 0x81, header  # text: the replay's end
+        assert not reader.at_eof()
+        writer.close()

@@ -1,4 +1,4 @@
-"""The young generation is collected every EVERY admitted sockets, however the allocation count stands."""
+"""The young generations are collected every EVERY admitted sockets, however the allocation count stands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 from entrypoints.http import young_objects
 
 
-def test_the_young_generation_is_collected_every_few_hundred_admitted_sockets(monkeypatch):
+def test_the_young_generations_are_collected_every_few_hundred_admitted_sockets(monkeypatch):
     monkeypatch.setattr(young_objects, "_admitted", 0)
     young = []
 
@@ -22,10 +22,10 @@ def test_the_young_generation_is_collected_every_few_hundred_admitted_sockets(mo
             young_objects.socket_admitted()
         assert young == []
         young_objects.socket_admitted()
-        assert young == [0]
+        assert young == [1]
         for _ in range(young_objects.EVERY):
             young_objects.socket_admitted()
-        assert young == [0, 0]
+        assert young == [1, 1]
     finally:
         gc.callbacks.remove(note)
         gc.enable()

@@ -1,0 +1,65 @@
+"""One timer per loop sends every socket's keepalive ping: each when due (never early), once, until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+
+from entrypoints import keepalive
+from entrypoints.keepalive import KeepaliveWheel, cancel_ping, schedule_ping
+
+TICK = 0.01
+
+
+class FakeSocket:
+    def __init__(self, wheel: KeepaliveWheel | None = None, again: float | None = None) -> None:
+        self.pinged_at: list[float] = []
+        self._wheel, self._again = wheel, again
+
+    def send_keepalive_ping(self) -> None:
+        self.pinged_at.append(asyncio.get_running_loop().time())
+        if self._wheel is not None and self._again is not None:  # as uvicorn chains the next ping
+            self._wheel.schedule(self, self._again)
+
+
+async def until(condition, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 (polls what the wheel did, no event to wait on)
+            await asyncio.sleep(TICK)
+
+
+async def test_each_socket_is_pinged_once_when_due_and_a_cancelled_one_never():
+    loop = asyncio.get_running_loop()
+    wheel = KeepaliveWheel(loop, TICK)
+    late, soon, cancelled = FakeSocket(), FakeSocket(), FakeSocket()
+    start = loop.time()
+    wheel.schedule(late, 0.3)
+    wheel.schedule(soon, 0.05)  # earlier than the timer already set: the wheel wakes earlier
+    wheel.schedule(cancelled, 0.05)
+    wheel.cancel(cancelled)
+    await until(lambda: late.pinged_at and soon.pinged_at)
+    assert soon.pinged_at[0] >= start + 0.05 - TICK and late.pinged_at[0] >= start + 0.3 - TICK
+    assert soon.pinged_at[0] < late.pinged_at[0]
+    await asyncio.sleep(0.1)
+    assert (len(late.pinged_at), len(soon.pinged_at), cancelled.pinged_at) == (1, 1, [])
+    assert len(wheel) == 0
+
+
+async def test_a_socket_that_schedules_itself_again_keeps_being_pinged():
+    wheel = KeepaliveWheel(asyncio.get_running_loop(), TICK)
+    chained = FakeSocket(wheel, again=0.03)
+    wheel.schedule(chained, 0.03)
+    await until(lambda: len(chained.pinged_at) >= 5)
+    assert all(b - a >= 0.03 - TICK for a, b in zip(chained.pinged_at, chained.pinged_at[1:], strict=False))
+    wheel.cancel(chained)
+
+
+async def test_a_loops_wheel_goes_once_nothing_waits_on_it():
+    loop = asyncio.get_running_loop()
+    socket = FakeSocket()
+    schedule_ping(loop, socket, interval=0.04, delay=0.02)
+    assert loop in keepalive._wheels
+    await until(lambda: socket.pinged_at and loop not in keepalive._wheels)
+    schedule_ping(loop, socket, interval=0.04, delay=0.02)
+    cancel_ping(loop, socket)
+    await until(lambda: loop not in keepalive._wheels)
+    assert len(socket.pinged_at) == 1
