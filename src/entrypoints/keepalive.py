@@ -79,11 +79,10 @@ class KeepaliveWheel:
                 socket.send_keepalive_ping()  # may schedule it again, in a later bucket
         while self._slots and self._slots[0] not in self._buckets:
             heapq.heappop(self._slots)  # emptied by cancels
-        if self._timer is not None:
-            return
         if self._slots:
-            self._wake_at(self._slots[0])
-        elif _wheels.get(self._loop) is self:
+            if self._timer is None or self._slots[0] < self._timer_slot:  # a ping above may have set a later one
+                self._wake_at(self._slots[0])
+        elif self._timer is None and _wheels.get(self._loop) is self:
             del _wheels[self._loop]  # nothing waits: a loop that ends leaves nothing behind
 
 

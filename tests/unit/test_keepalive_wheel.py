@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from entrypoints import keepalive
 from entrypoints.keepalive import KeepaliveWheel, cancel_ping, schedule_ping
 
@@ -63,3 +65,49 @@ async def test_a_loops_wheel_goes_once_nothing_waits_on_it():
     cancel_ping(loop, socket)
     await until(lambda: loop not in keepalive._wheels)
     assert len(socket.pinged_at) == 1
+
+
+class ManualTimer:
+    def __init__(self, when: float, callback) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualLoop:
+    """The two things the wheel asks of a loop, with a clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now, self.timers = 0.0, []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback) -> ManualTimer:
+        self.timers.append(ManualTimer(when, callback))
+        return self.timers[-1]
+
+    def run_next(self) -> float:
+        timer = min((t for t in self.timers if not t.cancelled), key=lambda t: t.when)
+        self.timers.remove(timer)
+        self.now = timer.when
+        timer.callback()
+        return self.now
+
+
+def test_a_ping_that_schedules_the_next_one_does_not_delay_the_others():
+    """A socket pinged in a tick is due again an interval later; the wheel still wakes for whoever is due sooner."""
+    loop = ManualLoop()
+    wheel = KeepaliveWheel(loop, tick=0.1)  # type: ignore[arg-type]
+    first, second = FakeSocket(wheel, again=1.0), FakeSocket()
+    first.pinged_at = second.pinged_at = None  # type: ignore[assignment]
+    pinged = []
+    first.send_keepalive_ping = lambda: (pinged.append(("first", loop.now)), wheel.schedule(first, 1.0))  # type: ignore[method-assign]
+    second.send_keepalive_ping = lambda: pinged.append(("second", loop.now))  # type: ignore[method-assign]
+    wheel.schedule(first, 1.0)
+    wheel.schedule(second, 1.5)
+    assert loop.run_next() == pytest.approx(1.0)
+    assert loop.run_next() == pytest.approx(1.5)  # not 2.0, when the first is due again
+    assert loop.run_next() == pytest.approx(2.0)
+    assert [who for who, _ in pinged] == ["first", "second", "first"]
