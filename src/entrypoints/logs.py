@@ -86,6 +86,9 @@ class TextFormatter(logging.Formatter):
 
 
 _OUR_HANDLER = "workcast"
+# Loggers whose lines carry request URLs: redacted on the logger itself, so that every handler on the way
+# (an operator's own, a test's capture) gets the redacted line, not only ours.
+_LOGS_URLS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 _LOGS_PARAMETERS = ("aiosqlite", "psycopg", "sqlalchemy", "httpx", "httpcore", "hpack", "urllib3", "aiohttp", "redis")
 
 
@@ -107,6 +110,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
     # Access logs of every request drown the useful lines; uvicorn's errors still come through.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    for logs_urls in map(logging.getLogger, _LOGS_URLS):
+        if not any(isinstance(f, RedactSecrets) for f in logs_urls.filters):
+            logs_urls.addFilter(RedactSecrets())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # Drivers' and HTTP clients' debug lines print statement parameters and request bodies: FCM tokens,
     # bearer tokens. LOG_LEVEL=DEBUG is for workcast's own lines; these never go below INFO.
