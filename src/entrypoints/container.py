@@ -247,7 +247,12 @@ class Container(containers.DeclarativeContainer):
     )
     find_unknown_users = providers.Singleton(FindUnknownUsers, unit_of_work.provider, clock)
     identify_caller = providers.Singleton(
-        IdentifyCaller, token_verifier, unit_of_work.provider, clock, providers.Callable(auto_provision, settings)
+        IdentifyCaller,
+        token_verifier,
+        unit_of_work.provider,
+        clock,
+        providers.Callable(auto_provision, settings),
+        lookup_uow_factory=single_write_unit_of_work.provider,
     )
     provision_profile = providers.Singleton(ProvisionProfile, unit_of_work.provider, clock)
     get_provisioned_profile = providers.Singleton(GetProvisionedProfile, unit_of_work.provider)

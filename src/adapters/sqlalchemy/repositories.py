@@ -148,6 +148,11 @@ def _people_and_devices(rows: Iterable[Any]) -> tuple[dict[int, Profile], dict[i
 EXISTING_PROFILE_IDS = _per_dialect(
     lambda dialect: select(profiles.c.id).where(_one_of(profiles.c.id, dialect), profiles.c.deleted_at.is_(None))
 )
+# One profile by id or by external id: each request's caller and each socket's connect read one (driver.py).
+PROFILE_BY_ID = select(profiles).where(profiles.c.id == bindparam("id"), profiles.c.deleted_at.is_(None))
+PROFILE_BY_EXTERNAL_ID = select(profiles).where(
+    profiles.c.external_id == bindparam("external_id"), profiles.c.deleted_at.is_(None)
+)
 OPEN_STATUSES = (WorkStatus.PENDING.value, WorkStatus.ACCEPTED.value)
 
 
@@ -195,14 +200,12 @@ class SqlAlchemyProfileRepository(_Repository, ProfileRepository):
         return profile
 
     async def get(self, profile_id: int) -> Profile | None:
-        query = select(profiles).where(profiles.c.id == profile_id, profiles.c.deleted_at.is_(None))
-        row = (await self._c.execute(query)).first()
-        return profile_from_row(row) if row else None
+        rows = await fetch_all(self._c, PROFILE_BY_ID, {"id": profile_id})
+        return profile_from_row(rows[0]) if rows else None
 
     async def get_by_external_id(self, external_id: str) -> Profile | None:
-        query = select(profiles).where(profiles.c.external_id == external_id, profiles.c.deleted_at.is_(None))
-        row = (await self._c.execute(query)).first()
-        return profile_from_row(row) if row else None
+        rows = await fetch_all(self._c, PROFILE_BY_EXTERNAL_ID, {"external_id": external_id})
+        return profile_from_row(rows[0]) if rows else None
 
     async def add_many(self, new: Sequence[Profile]) -> None:
         if not new:
