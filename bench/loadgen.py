@@ -176,6 +176,29 @@ async def open_loop(make_request, rate: float, duration: float) -> tuple[list[Se
     return records, time.perf_counter() - began, late
 
 
+def slow_stretches(records: list[Sent], inbox: Inbox, over: float = 0.025, gap: float = 0.2) -> list[dict]:
+    """When in the phase the orders slower than ``over`` end to end were sent: stretches of them, the largest
+    first. A few long stretches point at one event (a collection, a checkpoint); many short ones at load."""
+    if not records:
+        return []
+    began = min(r.started for r in records)
+    slow = sorted(
+        (r.started, inbox.arrived.get(r.work_id, r.started + 5.0) - r.started)
+        for r in records
+        if r.work_id is None or inbox.arrived.get(r.work_id, float("inf")) - r.started > over
+    )
+    stretches: list[dict] = []
+    for started, latency in slow:
+        at = started - began
+        if stretches and at - stretches[-1]["to_s"] <= gap:
+            last = stretches[-1]
+            last.update(to_s=at, requests=last["requests"] + 1, max_ms=max(last["max_ms"], latency * 1000))
+        else:
+            stretches.append({"from_s": at, "to_s": at, "requests": 1, "max_ms": latency * 1000})
+    largest = sorted(stretches, key=lambda stretch: -stretch["requests"])[:5]
+    return [{name: round(value, 2) for name, value in stretch.items()} for stretch in largest]
+
+
 def summarize(records: list[Sent], elapsed: float, inbox: Inbox | None, expected_status: int) -> dict[str, Any]:
     ok = [r for r in records if r.status == expected_status]
     result: dict[str, Any] = {
@@ -190,6 +213,7 @@ def summarize(records: list[Sent], elapsed: float, inbox: Inbox | None, expected
         late = [r for r in ok if r.work_id not in inbox.arrived or inbox.arrived[r.work_id] - r.started > 5]
         result["end_to_end_ms"] = percentiles(arrived)
         result["not_arrived_within_5s"] = len(late)
+        result["slow_stretches"] = slow_stretches(ok, inbox)
     return result
 
 

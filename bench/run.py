@@ -171,6 +171,39 @@ class CpuMeter:
         return shares
 
 
+class PostgresActivity:
+    """What PostgreSQL did besides our statements between two readings: checkpoints and WAL flushes.
+
+    With fsync on, a checkpoint writes and syncs the changed pages while commits still sync the WAL, on the
+    same disk: a phase that shares its time with one pays for it in its tail, without any process using CPU.
+    """
+
+    _COUNTERS = """
+        SELECT b.checkpoints_timed, b.checkpoints_req, b.checkpoint_write_time, b.checkpoint_sync_time,
+               b.buffers_checkpoint, b.buffers_backend_fsync, w.wal_sync, w.wal_write, w.wal_bytes
+        FROM pg_stat_bgwriter b, pg_stat_wal w
+    """
+
+    def __init__(self, database_url: str) -> None:
+        import psycopg
+
+        self._connection = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        self._last = self._read()
+
+    def _read(self) -> dict[str, float]:
+        cursor = self._connection.execute(self._COUNTERS)
+        return dict(zip((c.name for c in cursor.description), map(float, cursor.fetchone()), strict=True))
+
+    def since_last(self) -> dict[str, float]:
+        now = self._read()
+        changed = {name: round(now[name] - self._last[name], 1) for name in now}
+        self._last = now
+        return changed
+
+    def close(self) -> None:
+        self._connection.close()
+
+
 def gc_pauses(port: int) -> dict:
     """The server's garbage-collector pauses since the last call (bench.server counts them)."""
     return httpx.get(f"http://127.0.0.1:{port}/bench/gc", timeout=10).json()
@@ -260,6 +293,7 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 # One source address reaches the server's port from ~28,000 ephemeral ports at most.
                 "source_addresses": [f"127.0.0.{i}" for i in range(2, 10)] if total > 20_000 else [],
             }
+            postgres = PostgresActivity(env["DATABASE_URL"]) if env.get("DATABASE_URL") else None
             for item in load_generator(port, pid, plan, timeout=max(600, args.duration * 10)):
                 if "generator_pid" in item:
                     cpu = CpuMeter(pid, item["generator_pid"])
@@ -268,14 +302,20 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                     cpu.percent()  # the next phase's figures start from here
                     gc_pauses(port)
                     stalls(port)
+                    if postgres:
+                        postgres.since_last()
                 elif "checkpoint" in item:
                     results[f"server_rss_kb_{item['checkpoint']}"] = item["rss_kb"]
                 elif "phase" in item:
                     item["result"] |= cpu.percent()
                     item["result"]["gc_pauses"] = gc_pauses(port)
                     item["result"]["loop_stalls"] = stalls(port)
+                    if postgres:
+                        item["result"]["postgres_activity"] = postgres.since_last()
                     results[item["phase"]] = item["result"]
                     log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
+            if postgres:
+                postgres.close()
         sockets = args.providers + 5  # the idle provider sockets and the seekers' round-trip sockets
         before, after = results.get("server_rss_kb_before_sockets"), results.get("server_rss_kb_sockets_open")
         if before and after:
