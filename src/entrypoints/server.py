@@ -15,6 +15,7 @@ import asyncio
 import functools
 import importlib.util
 import logging
+import random
 from typing import Any
 
 import uvicorn
@@ -119,6 +120,14 @@ class ClosingWSProtocol(WSProtocol):
             handshake._initiating_request = None
             if not handshake._events:  # read only from now on (an empty deque is ~760 bytes; a tuple reads alike)
                 handshake._events = ()
+
+    def start_keepalive(self) -> None:
+        """The first ping at a random point of the first interval, not a whole interval after the accept. Sockets
+        that connect together (every app reconnecting after a deploy, a load generator's burst) would otherwise be
+        pinged together at every interval for as long as they stay: 5,000 sockets opened in 2.5 s came back as
+        2,000 pings (and pongs) a second for 2.5 s of every 20, on top of the steady 250."""
+        if self.ping_interval is not None and self.ping_interval > 0:
+            schedule_ping(self.loop, self, self.ping_interval, random.uniform(0.0, self.ping_interval))
 
     def schedule_ping(self) -> None:
         """The next keepalive ping on the loop's wheel (entrypoints/keepalive.py), not on a timer of its own."""

@@ -121,3 +121,44 @@ async def test_a_websocket_peer_that_answers_pings_keeps_being_pinged_and_stays_
                     assert header[0] == 0x81, header  # text: the replay's end
         assert not reader.at_eof()
         writer.close()
+
+
+async def test_sockets_that_connect_together_get_their_first_pings_spread_over_the_interval(tmp_path):
+    """Each socket's first ping comes at a random point of its first interval, so a burst of connects (a deploy's
+    reconnect storm) does not come back as a burst of pings at every interval. Pings are never early: without
+    the spread, no first ping could come sooner than the interval after its socket opened."""
+    interval = 2.0
+    settings = {"WORKCAST_DATA_DIR": str(tmp_path), "WS_PING_INTERVAL_SECONDS": str(interval)}
+    with running_server(settings | {"MAX_SOCKETS_PER_USER": "20"}) as server:
+        admin = Admin(server.settings)
+        try:
+            provider = await admin.provider()
+        finally:
+            await close(admin.container)
+        port = int(server.base_url.rsplit(":", 1)[1])
+
+        async def first_ping_after_open() -> float:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(
+                (
+                    f"GET /ws/work/provider/?token={provider.token} HTTP/1.1\r\nHost: workcast\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+                    opened = asyncio.get_running_loop().time()
+                    while True:
+                        header = await reader.readexactly(2)
+                        await reader.readexactly(header[1] & 0x7F)
+                        if header[0] == 0x89:
+                            return asyncio.get_running_loop().time() - opened
+            finally:
+                writer.close()
+
+        delays = await asyncio.gather(*(first_ping_after_open() for _ in range(20)))
+    # 20 delays spread evenly over (0, 2 s]: all 20 over 1.4 s has odds of 0.3**20. Load only makes pings later.
+    assert min(delays) < 0.7 * interval, sorted(delays)
