@@ -124,8 +124,8 @@ class ClosingWSProtocol(WSProtocol):
     def start_keepalive(self) -> None:
         """The first ping at a random point of the first interval, not a whole interval after the accept. Sockets
         that connect together (every app reconnecting after a deploy, a load generator's burst) would otherwise be
-        pinged together at every interval for as long as they stay: 5,000 sockets opened in 2.5 s came back as
-        2,000 pings (and pongs) a second for 2.5 s of every 20, on top of the steady 250."""
+        pinged together at every interval for as long as they stay (5,000 sockets opened within 2.5 s would come back
+        as 2,000 pings and pongs a second for 2.5 s of every 20, where 5,000 sockets spread make 250)."""
         if self.ping_interval is not None and self.ping_interval > 0:
             schedule_ping(self.loop, self, self.ping_interval, random.uniform(0.0, self.ping_interval))
 

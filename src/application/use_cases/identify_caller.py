@@ -33,8 +33,8 @@ class IdentifyCaller:
     lookup happen sooner.
 
     A lookup is one read, so it may run on ``lookup_uow_factory`` (a single-write factory: on PostgreSQL one
-    autocommit statement on a held connection, 0.5 ms of CPU where a transaction's BEGIN, SELECT and ROLLBACK
-    took 1.0 ms). Misses come in bursts, when the seekers of a busy minute come back after a quiet one.
+    autocommit statement on a held connection: ~0.25 ms of CPU, where BEGIN, SELECT and ROLLBACK through a pooled
+    session took 1.0 ms). Misses come in bursts, when the users of a busy minute come back after a quiet one.
     """
 
     def __init__(
