@@ -176,6 +176,44 @@ async def open_loop(make_request, rate: float, duration: float) -> tuple[list[Se
     return records, time.perf_counter() - began, late
 
 
+class OpenedConnections:
+    """When the generator's HTTP session opened a connection (aiohttp's trace hook): a phase whose pool was closed
+    while idle (aiohttp's 15 s limit, or the server's keep-alive timeout) opens new ones as its first requests go."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_connection_create_end.append(self._opened)
+
+    async def _opened(self, session, context, params) -> None:
+        self.at.append(time.perf_counter())
+
+    def during(self, records: list[Sent]) -> dict[str, int]:
+        if not records:
+            return {}
+        began, ended = min(r.started for r in records), max(r.started + r.latency for r in records)
+        return {
+            "phase": sum(began <= at <= ended for at in self.at),
+            "first_second": sum(began <= at <= began + 1 for at in self.at),
+        }
+
+
+async def open_http_pool(session, base: str, connections: int) -> None:
+    """Open the session's HTTP connections before an open-loop phase, as a load balancer keeps its pool to a backend.
+
+    aiohttp closes a connection idle for 15 s, and opening 5,000 sockets takes longer: the phase then began with an
+    empty pool, each of its first requests opened a connection (24-26 in the first 0.2 s, on both sides' CPU), and
+    43-59 orders at its start took up to 160 ms (with the pool open: none). New connections during the phase are
+    still counted (``http_connections_opened``).
+    """
+
+    async def one() -> None:
+        async with session.get(f"{base}/health") as response:
+            await response.read()
+
+    await asyncio.gather(*(one() for _ in range(connections)))
+
+
 def slow_stretches(records: list[Sent], inbox: Inbox, over: float = 0.025, gap: float = 0.2) -> list[dict]:
     """When in the phase the orders slower than ``over`` end to end were sent: stretches of them, the largest
     first. A few long stretches point at one event (a collection, a checkpoint); many short ones at load."""
@@ -234,6 +272,7 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
         report({"progress": text})
 
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    opened = OpenedConnections()
     # The idle sockets come from these source addresses (127.0.0.2-9 for more than ~25,000 sockets).
     socket_sessions = [
         aiohttp.ClientSession(
@@ -243,7 +282,9 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
     ]
     async with (
         contextlib.AsyncExitStack() as stack,
-        aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session,
+        aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=30), trace_configs=[opened.trace]
+        ) as session,
     ):
         for extra in socket_sessions:
             await stack.enter_async_context(extra)
@@ -309,10 +350,12 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
             progress(
                 f"{phase}: assign-work open loop at {plan['rate']}/s for {plan['duration']} s, {len(connected)} sockets"
             )
+            await open_http_pool(session, base, plan["concurrency"])
             records, elapsed, late = await open_loop(assign, plan["rate"], plan["duration"])
             await wait_for_arrivals(inbox, records)
             result = summarize(records, elapsed, inbox, 201)
             result.update(rate_target=plan["rate"], generator_late_sends=late, idle_sockets=len(connected))
+            result["http_connections_opened"] = opened.during(records)
             report({"phase": phase, "result": result})
 
         progress("accept round trip")
