@@ -30,8 +30,8 @@ async def measure(env: dict[str, str], users: int, rounds: int) -> dict[str, flo
         ways = {"miss_one_statement": container.single_write_unit_of_work, "miss_transaction": container.unit_of_work}
         for _ in range(rounds):  # interleaved, so that a change of the machine's speed touches both alike
             for name, factory in ways.items():
-                identify._lookup_uow_factory = factory  # noqa: SLF001 (the bench swaps what the container chose)
-                identify._ids.clear()  # noqa: SLF001
+                identify._lookup_uow_factory = factory  # the bench swaps what the container chose
+                identify._ids.clear()
                 started = time.process_time()
                 for token in tokens:
                     await identify.execute(token)

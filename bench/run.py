@@ -187,7 +187,8 @@ class PostgresActivity:
     def __init__(self, database_url: str) -> None:
         import psycopg
 
-        self._connection = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        url = database_url.replace("postgresql+psycopg://", "postgresql://")
+        self._connection = psycopg.connect(url, autocommit=True)
         self._last = self._read()
 
     def _read(self) -> dict[str, float]:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import os
+from typing import Any
 
 import httpx
 
@@ -27,6 +28,32 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bool:
         while await reader.read(4096):
             pass
     return True
+
+
+async def a_provider_of(server) -> tuple[Any, int]:
+    """A provider made on this server, and the server's port."""
+    admin = Admin(server.settings)
+    try:
+        provider = await admin.provider()
+    finally:
+        await close(admin.container)
+    return provider, int(server.base_url.rsplit(":", 1)[1])
+
+
+async def open_raw_socket(port: int, token: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A provider's WebSocket by hand (the tests below read and write its frames themselves), once upgraded."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws/work/provider/?token={token} HTTP/1.1\r\nHost: workcast\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    async with asyncio.timeout(DEADLINE):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
 
 
 async def trickle(writer: asyncio.StreamWriter) -> None:
@@ -66,22 +93,8 @@ async def test_slow_silent_and_idle_connections_are_closed(tmp_path):
 
 async def test_a_websocket_peer_that_never_answers_pings_is_closed(tmp_path):
     with running_server({"WORKCAST_DATA_DIR": str(tmp_path), **BOUNDS}) as server:
-        admin = Admin(server.settings)
-        try:
-            provider = await admin.provider()
-        finally:
-            await close(admin.container)
-        port = int(server.base_url.rsplit(":", 1)[1])
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET /ws/work/provider/?token={provider.token} HTTP/1.1\r\nHost: workcast\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        provider, port = await a_provider_of(server)
+        reader, writer = await open_raw_socket(port, provider.token)
         # Authenticated and open: the server pings every 0.5 s; a peer that never answers is dropped.
         assert await closed_by_server(reader)
         writer.close()
@@ -91,22 +104,8 @@ async def test_a_websocket_peer_that_answers_pings_keeps_being_pinged_and_stays_
     """The keepalive pings (one timer per event loop, entrypoints/keepalive.py) keep coming, one per interval,
     and a peer that answers each one is never closed."""
     with running_server({"WORKCAST_DATA_DIR": str(tmp_path), **BOUNDS}) as server:
-        admin = Admin(server.settings)
-        try:
-            provider = await admin.provider()
-        finally:
-            await close(admin.container)
-        port = int(server.base_url.rsplit(":", 1)[1])
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET /ws/work/provider/?token={provider.token} HTTP/1.1\r\nHost: workcast\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        provider, port = await a_provider_of(server)
+        reader, writer = await open_raw_socket(port, provider.token)
         pings = 0
         async with asyncio.timeout(DEADLINE):
             while pings < 5:  # 0.5 s apart: ~2.5 s, more than twice the pong timeout
@@ -130,27 +129,13 @@ async def test_sockets_that_connect_together_get_their_first_pings_spread_over_t
     interval = 2.0
     settings = {"WORKCAST_DATA_DIR": str(tmp_path), "WS_PING_INTERVAL_SECONDS": str(interval)}
     with running_server(settings | {"MAX_SOCKETS_PER_USER": "20"}) as server:
-        admin = Admin(server.settings)
-        try:
-            provider = await admin.provider()
-        finally:
-            await close(admin.container)
-        port = int(server.base_url.rsplit(":", 1)[1])
+        provider, port = await a_provider_of(server)
 
         async def first_ping_after_open() -> float:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(
-                (
-                    f"GET /ws/work/provider/?token={provider.token} HTTP/1.1\r\nHost: workcast\r\n"
-                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
+            reader, writer = await open_raw_socket(port, provider.token)
+            opened = asyncio.get_running_loop().time()
             try:
                 async with asyncio.timeout(DEADLINE):
-                    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-                    opened = asyncio.get_running_loop().time()
                     while True:
                         header = await reader.readexactly(2)
                         await reader.readexactly(header[1] & 0x7F)
