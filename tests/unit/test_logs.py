@@ -45,7 +45,7 @@ def test_bearer_headers_are_redacted_and_extra_fields_kept():
 def test_uvicorn_urls_are_redacted_for_every_handler_not_only_ours():
     # An operator's handler, or a test's capture, sees uvicorn's line after configure_logging: redacted too.
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    saved_handlers, saved_level = root.handlers[:], root.level
     stream = io.StringIO()
     capture = logging.StreamHandler(stream)
     logger = logging.getLogger("uvicorn.error")
@@ -58,6 +58,6 @@ def test_uvicorn_urls_are_redacted_for_every_handler_not_only_ours():
         logger.warning('%s - "WebSocket %s" [accepted]', "127.0.0.1:5000", "/ws/work/provider/?token=eyJa.eyJb.sig")
     finally:
         logger.removeHandler(capture)
-        root.handlers[:], _ = saved
-        root.setLevel(saved[1])
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
     assert stream.getvalue().strip() == '127.0.0.1:5000 - "WebSocket /ws/work/provider/?token=***" [accepted]'
