@@ -295,28 +295,30 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 "source_addresses": [f"127.0.0.{i}" for i in range(2, 10)] if total > 20_000 else [],
             }
             postgres = PostgresActivity(env["DATABASE_URL"]) if env.get("DATABASE_URL") else None
-            for item in load_generator(port, pid, plan, timeout=max(600, args.duration * 10)):
-                if "generator_pid" in item:
-                    cpu = CpuMeter(pid, item["generator_pid"])
-                elif "progress" in item:
-                    log(f"{backend}: {item['progress']}")
-                    cpu.percent()  # the next phase's figures start from here
-                    gc_pauses(port)
-                    stalls(port)
-                    if postgres:
-                        postgres.since_last()
-                elif "checkpoint" in item:
-                    results[f"server_rss_kb_{item['checkpoint']}"] = item["rss_kb"]
-                elif "phase" in item:
-                    item["result"] |= cpu.percent()
-                    item["result"]["gc_pauses"] = gc_pauses(port)
-                    item["result"]["loop_stalls"] = stalls(port)
-                    if postgres:
-                        item["result"]["postgres_activity"] = postgres.since_last()
-                    results[item["phase"]] = item["result"]
-                    log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
-            if postgres:
-                postgres.close()
+            try:
+                for item in load_generator(port, pid, plan, timeout=max(600, args.duration * 10)):
+                    if "generator_pid" in item:
+                        cpu = CpuMeter(pid, item["generator_pid"])
+                    elif "progress" in item:
+                        log(f"{backend}: {item['progress']}")
+                        cpu.percent()  # the next phase's figures start from here
+                        gc_pauses(port)
+                        stalls(port)
+                        if postgres:
+                            postgres.since_last()
+                    elif "checkpoint" in item:
+                        results[f"server_rss_kb_{item['checkpoint']}"] = item["rss_kb"]
+                    elif "phase" in item:
+                        item["result"] |= cpu.percent()
+                        item["result"]["gc_pauses"] = gc_pauses(port)
+                        item["result"]["loop_stalls"] = stalls(port)
+                        if postgres:
+                            item["result"]["postgres_activity"] = postgres.since_last()
+                        results[item["phase"]] = item["result"]
+                        log(f"{backend}: {item['phase']}: {json.dumps(item['result'])}")
+            finally:
+                if postgres:
+                    postgres.close()
         sockets = args.providers + 5  # the idle provider sockets and the seekers' round-trip sockets
         before, after = results.get("server_rss_kb_before_sockets"), results.get("server_rss_kb_sockets_open")
         if before and after:
