@@ -204,7 +204,7 @@ class Container(containers.DeclarativeContainer):
     set_provider_availability = providers.Singleton(SetProviderAvailability, unit_of_work.provider, clock)
     list_active_providers = providers.Singleton(ListActiveProviders, unit_of_work.provider, broker)
     # Profiles this process read lately, shared: a socket's connect read spares the first order to its user a read.
-    remembered_profiles = providers.Singleton(RememberedProfiles)
+    remembered_profiles = providers.Singleton(RememberedProfiles, settings.provided.remembered_profiles)
     assign_work = providers.Singleton(
         AssignWork,
         unit_of_work.provider,

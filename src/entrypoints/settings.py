@@ -96,6 +96,7 @@ class Settings:
     rate_limits: dict[str, Rate | None]
     max_pending_orders: int
     max_sockets_per_user: int
+    remembered_profiles: int
     shutdown_grace: float
     socket_admission: int
     push_fallback: timedelta | None
@@ -202,6 +203,7 @@ class Settings:
             },
             max_pending_orders=read.integer("MAX_PENDING_ORDERS_PER_SEEKER", 20, minimum=0),
             max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 5, minimum=1),
+            remembered_profiles=read.integer("REMEMBERED_PROFILES", 50_000, minimum=0),
             shutdown_grace=read.number("SHUTDOWN_GRACE_SECONDS", 10.0),
             socket_admission=read.integer("SOCKET_ADMISSION_CONCURRENCY", 64, minimum=1),
             push_fallback=(

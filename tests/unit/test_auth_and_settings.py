@@ -151,6 +151,7 @@ def test_bearer_token_sources():
         ({"ADMIN_API_KEYS": "short"}, "ADMIN_API_KEYS"),
         ({"CORS_ALLOW_ORIGINS": "https://app.example.com/path"}, "CORS_ALLOW_ORIGINS"),
         ({"JWT_PUBLIC_KEY_PATH": "/nonexistent/key.pem"}, "JWT_PUBLIC_KEY_PATH"),
+        ({"REMEMBERED_PROFILES": "-1"}, "REMEMBERED_PROFILES"),
     ],
 )
 def test_bad_settings_name_the_variable(env, names):
