@@ -36,7 +36,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -351,28 +351,32 @@ class RedisBroker(RealtimeBroker):
 
     async def _mark_present(self, user_ids: list[int]) -> None:
         until, ttl = str(time.time() + self._presence_ttl), int(self._presence_ttl) + 1
-        if not self._cluster:
-            for chunk in _chunks(user_ids, SCRIPT_CHUNK):
-                keys = [self._presence_key(user_id) for user_id in chunk]
-                await self._bounded(self._scripts[MARK_PRESENT](keys=keys, args=[self.instance, until, ttl]))
-            return
-        for chunk in _chunks(user_ids, PIPELINE_CHUNK):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for user_id in chunk:
-                    pipe.hset(self._presence_key(user_id), self.instance, until)
-                    pipe.expire(self._presence_key(user_id), ttl)
-                await self._bounded(pipe.execute())
+
+        def mark(pipe: Any, key: str) -> None:
+            pipe.hset(key, self.instance, until)
+            pipe.expire(key, ttl)
+
+        await self._for_presence_keys(user_ids, MARK_PRESENT, [self.instance, until, ttl], mark)
 
     async def _forget_presence(self, user_ids: list[int]) -> None:
+        await self._for_presence_keys(
+            user_ids, FORGET_PRESENCE, [self.instance], lambda pipe, key: pipe.hdel(key, self.instance)
+        )
+
+    async def _for_presence_keys(
+        self, user_ids: list[int], script: str, args: list[Any], per_key: Callable[[Any, str], Any]
+    ) -> None:
+        """These users' presence keys, changed in chunks: by ``script`` on one Redis, by ``per_key``'s commands in
+        pipelines on Redis Cluster (where a script may touch one slot only)."""
         if not self._cluster:
             for chunk in _chunks(user_ids, SCRIPT_CHUNK):
                 keys = [self._presence_key(user_id) for user_id in chunk]
-                await self._bounded(self._scripts[FORGET_PRESENCE](keys=keys, args=[self.instance]))
+                await self._bounded(self._scripts[script](keys=keys, args=args))
             return
         for chunk in _chunks(user_ids, PIPELINE_CHUNK):
             async with self._client.pipeline(transaction=False) as pipe:
                 for user_id in chunk:
-                    pipe.hdel(self._presence_key(user_id), self.instance)
+                    per_key(pipe, self._presence_key(user_id))
                 await self._bounded(pipe.execute())
 
 
