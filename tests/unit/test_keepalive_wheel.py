@@ -8,6 +8,7 @@ import pytest
 
 from entrypoints import keepalive
 from entrypoints.keepalive import KeepaliveWheel, cancel_ping, schedule_ping
+from tests.fixtures.waiting import eventually
 
 TICK = 0.01
 
@@ -23,10 +24,8 @@ class FakeSocket:
             self._wheel.schedule(self, self._again)
 
 
-async def until(condition, within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 (polls what the wheel did, no event to wait on)
-            await asyncio.sleep(TICK)
+async def until(condition) -> None:
+    await eventually(condition, within=10.0, every=TICK)
 
 
 async def test_each_socket_is_pinged_once_when_due_and_a_cancelled_one_never():
