@@ -1,0 +1,153 @@
+"""The lean queue and gate each socket holds (entrypoints/socket_inbox.py) behave as asyncio's Queue and Event.
+
+Each scenario is a list of steps run once on asyncio's primitive and once on ours, each in a fresh event loop
+(asyncio schedules deterministically); what every waiter ended with and what is left must be the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import uvicorn
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from uvicorn.server import ServerState
+
+from entrypoints.server import ClosingWSProtocol
+from entrypoints.socket_inbox import Gate, Inbox, RarelyUsedQueue
+
+queue_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.integers(0, 99)),
+        st.tuples(st.just("get")),
+        st.tuples(st.just("cancel"), st.integers(0, 9)),
+        st.tuples(st.just("step")),
+    ),
+    max_size=30,
+)
+
+
+def outcome(task: asyncio.Task) -> object:
+    if not task.done():
+        return "waiting"
+    return "cancelled" if task.cancelled() else task.result()
+
+
+def run_queue_scenario(queue_type: type, steps: list[tuple]) -> tuple:
+    async def scenario() -> tuple:
+        queue = queue_type()
+        getters: list[asyncio.Task] = []
+        for step in steps:
+            if step[0] == "put":
+                queue.put_nowait(step[1])
+            elif step[0] == "get":
+                getters.append(asyncio.create_task(queue.get()))
+            elif step[0] == "cancel" and getters:
+                getters[step[1] % len(getters)].cancel()
+            else:
+                await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        outcomes = [outcome(task) for task in getters]
+        left = [queue.empty(), queue.qsize()]
+        while not queue.empty():
+            left.append(await queue.get())
+        for task in getters:
+            task.cancel()
+        return outcomes, left
+
+    return asyncio.run(scenario())
+
+
+@settings(max_examples=300, deadline=None)
+@given(queue_steps)
+# A getter woken by a put and cancelled before it ran: the next getter must get the item instead.
+@example([("get",), ("get",), ("step",), ("put", 7), ("cancel", 0), ("step",)])
+def test_the_inbox_hands_out_items_as_asyncio_queue_does(steps):
+    assert run_queue_scenario(Inbox, steps) == run_queue_scenario(asyncio.Queue, steps)
+
+
+gate_steps = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["set", "clear", "wait", "step"])),
+        st.tuples(st.just("cancel"), st.integers(0, 9)),
+    ),
+    max_size=30,
+)
+
+
+def run_gate_scenario(make_gate, steps: list[tuple]) -> tuple:
+    async def scenario() -> tuple:
+        gate = make_gate()
+        waiters: list[asyncio.Task] = []
+        for step in steps:
+            if step[0] == "set":
+                gate.set()
+            elif step[0] == "clear":
+                gate.clear()
+            elif step[0] == "wait":
+                waiters.append(asyncio.create_task(gate.wait()))
+            elif step[0] == "cancel" and waiters:
+                waiters[step[1] % len(waiters)].cancel()
+            else:
+                await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        outcomes = [outcome(task) for task in waiters]
+        for task in waiters:
+            task.cancel()
+        return outcomes, gate.is_set()
+
+    return asyncio.run(scenario())
+
+
+def an_open_asyncio_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
+@settings(max_examples=300, deadline=None)
+@given(gate_steps, st.booleans())
+def test_the_gate_opens_and_closes_as_asyncio_event_does(steps, starts_open):
+    ours = run_gate_scenario(lambda: Gate(open=starts_open), steps)
+    theirs = run_gate_scenario(an_open_asyncio_event if starts_open else asyncio.Event, steps)
+    assert ours == theirs
+
+
+def test_an_idle_socket_s_inbox_and_gate_hold_less_than_one_deque():
+    inbox, gate = Inbox(), Gate(open=True)
+    one_deque = sys.getsizeof(asyncio.Queue()._getters)
+
+    async def as_an_idle_socket() -> tuple[str, str, int]:
+        inbox.put_nowait("connect")
+        first = await inbox.get()
+        reader = asyncio.create_task(inbox.get())  # the app's receive, waiting for the socket's life
+        await asyncio.sleep(0)
+        held = sys.getsizeof(inbox) + sys.getsizeof(inbox._getters) + sys.getsizeof(gate)
+        inbox.put_nowait("message")
+        return first, await reader, held
+
+    first, second, held = asyncio.run(as_an_idle_socket())
+    assert (first, second) == ("connect", "message")
+    assert held + sys.getsizeof(RarelyUsedQueue()) < one_deque / 2
+    assert inbox._items is None and inbox._getters is None and gate._waiters is None
+
+
+def test_rarely_used_queue_is_first_in_first_out():
+    events = RarelyUsedQueue()
+    events.append("lost")
+    events.append("later")
+    assert bool(events) and events.popleft() == "lost" and events.popleft() == "later" and not events
+
+
+async def test_the_socket_protocol_holds_the_lean_parts():
+    async def app(scope, receive, send) -> None:
+        return None
+
+    config = uvicorn.Config(app, ws="wsproto")
+    config.load()
+    protocol = ClosingWSProtocol(config=config, server_state=ServerState(), app_state={})
+    assert isinstance(protocol.queue, Inbox)
+    assert isinstance(protocol.writable, Gate) and protocol.writable.is_set()
