@@ -124,6 +124,13 @@ class AsgiSocket:
         values = parse_qs(self._scope.get("query_string", b"").decode("latin-1")).get(name)
         return values[0] if values else None
 
+    def forget_credentials(self) -> None:
+        """Once the caller is known, the upgrade request's headers and query string (where the token travels) are
+        not read again, but uvicorn's scope would hold them, and the token, for the socket's whole life (~1 KB,
+        bench.socket_memory). uvicorn's own log lines after this show the path without the query."""
+        self._scope["headers"] = []
+        self._scope["query_string"] = b""
+
     async def accept(self) -> bool:
         """Complete the handshake; False if the client left before it."""
         if (await self._receive())["type"] != "websocket.connect":
@@ -394,6 +401,7 @@ async def _serve_socket(
     except (KeysUnavailable, StorageUnavailable):
         await socket.close(CLOSE_UNAVAILABLE, "service temporarily unavailable")
         return
+    socket.forget_credentials()
     try:
         # Before any replay or subscription: a client reconnecting in a loop costs one Redis call each time.
         await services.limits.check("socket_connect", user_id)

@@ -1,7 +1,8 @@
-"""The lean queue and gate each socket holds (entrypoints/socket_inbox.py) behave as asyncio's Queue and Event.
+"""What an idle socket holds: a lean queue and gate (entrypoints/socket_inbox.py) that behave as asyncio's Queue
+and Event, and no request headers once its caller is known.
 
-Each scenario is a list of steps run once on asyncio's primitive and once on ours, each in a fresh event loop
-(asyncio schedules deterministically); what every waiter ended with and what is left must be the same.
+Each queue or gate scenario is a list of steps run once on asyncio's primitive and once on ours, each in a fresh
+event loop (asyncio schedules deterministically); what every waiter ended with and what is left must be the same.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from uvicorn.server import ServerState
 
+from entrypoints.http.sockets import AsgiSocket
 from entrypoints.server import ClosingWSProtocol
 from entrypoints.socket_inbox import Gate, Inbox, RarelyUsedQueue
 
@@ -151,3 +153,18 @@ async def test_the_socket_protocol_holds_the_lean_parts():
     protocol = ClosingWSProtocol(config=config, server_state=ServerState(), app_state={})
     assert isinstance(protocol.queue, Inbox)
     assert isinstance(protocol.writable, Gate) and protocol.writable.is_set()
+
+
+def test_a_socket_forgets_its_request_headers_and_token_once_its_caller_is_known():
+    token = "eyJhbGciOiJIUzI1NiJ9.secret.signature"
+    scope = {
+        "type": "websocket",
+        "path": "/ws/provider/",
+        "headers": [(b"host", b"example.org"), (b"authorization", f"Bearer {token}".encode())],
+        "query_string": f"token={token}".encode(),
+    }
+    socket = AsgiSocket(scope, receive=None, send=None)  # type: ignore[arg-type]
+    assert socket.query("token") == token and socket.header(b"authorization") == f"Bearer {token}"
+    socket.forget_credentials()
+    assert socket.query("token") is None and socket.header(b"authorization") is None
+    assert token not in repr(scope) and scope["path"] == "/ws/provider/"
