@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,6 +263,29 @@ async def wait_for_arrivals(inbox: Inbox, records: list[Sent], within: float = 5
         await asyncio.sleep(0.05)
 
 
+async def interleaved_ratio(turns: dict[str, Any], concurrency: int, rounds: int, seconds: float) -> dict[str, Any]:
+    """Closed-loop turns of a few seconds for each request kind, the order rotating every round; the ratios are of
+    the medians. This machine's speed drifts by up to 3x within minutes, so phases run minutes apart compare the
+    hours as much as the endpoints; turns seconds apart see the same machine."""
+    names = list(turns)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            records, elapsed = await closed_loop(turns[name], concurrency, seconds)
+            ok = sum(1 for r in records if 200 <= r.status < 300)
+            rates[name].append(round(ok / elapsed, 1))
+    medians = {name: round(statistics.median(values), 1) for name, values in rates.items()}
+    return {
+        "rounds": rounds,
+        "seconds": seconds,
+        "req_per_s": rates,
+        "median_req_per_s": medians,
+        "ratios_of_medians": {
+            f"assign_vs_{name}": round(medians["assign"] / medians[name], 2) for name in names if name != "assign"
+        },
+    }
+
+
 async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
     base, ws_base = plan["base_url"], plan["ws_url"]
     providers: list[dict] = plan["providers"]
@@ -336,6 +360,17 @@ async def run_plan(plan: dict[str, Any], report, checkpoint) -> None:
             records, elapsed = await closed_loop(assign, plan["concurrency"], plan["duration"])
             await wait_for_arrivals(inbox, records)
             report({"phase": "assign_closed_loop", "result": summarize(records, elapsed, inbox, 201)})
+
+        if plan.get("ratio_rounds"):
+            rounds, seconds = plan["ratio_rounds"], plan["ratio_seconds"]
+            progress(f"assign-work and the yardsticks interleaved: {rounds} rounds of {seconds} s turns each")
+            turns = {
+                "assign": assign,
+                "core": lambda: post_reference(session, f"{base}/bench/insert"),
+                "orm": lambda: post_reference(session, f"{base}/bench/insert-orm"),
+            }
+            result = await interleaved_ratio(turns, plan["concurrency"], rounds, seconds)
+            report({"phase": "interleaved_ratio", "result": result})
 
         for phase, target in (("assign_open_loop", plan["latency_sockets"]), ("capacity", plan["capacity_sockets"])):
             if target > len(connected):

@@ -289,6 +289,8 @@ def run_backend(backend: str, args) -> dict[str, Any]:
                 "rate": args.rate,
                 "round_trips": args.round_trips,
                 "closed_loop": not args.skip_closed_loop,
+                "ratio_rounds": 0 if args.skip_closed_loop else args.ratio_rounds,
+                "ratio_seconds": args.ratio_seconds,
                 "latency_sockets": args.latency_sockets,
                 "capacity_sockets": args.capacity_sockets if backend == "postgres" else 0,
                 # One source address reaches the server's port from ~28,000 ephemeral ports at most.
@@ -372,6 +374,7 @@ def table(summary: dict[str, Any]) -> str:
             )
         )
         further = run.get("kb_per_further_socket", {})
+        interleaved = run.get("interleaved_ratio", {})
         rows += [
             (b, "one-INSERT reference (Core), req/s", ref.get("requests_per_second"), ""),
             (b, "one-INSERT reference (ORM), req/s", orm.get("requests_per_second"), ""),
@@ -381,8 +384,20 @@ def table(summary: dict[str, Any]) -> str:
                 closed.get("requests_per_second"),
                 TARGETS["embedded_assign"] if b == "embedded" else "",
             ),
-            (b, "assign-work / reference (Core)", run.get("assign_vs_reference"), TARGETS["assign_vs_reference"]),
-            (b, "assign-work / reference (ORM)", run.get("assign_vs_reference_orm"), ""),
+            (b, "assign-work / reference (Core), phases apart", run.get("assign_vs_reference"), ""),
+            (b, "assign-work / reference (ORM), phases apart", run.get("assign_vs_reference_orm"), ""),
+            (
+                b,
+                f"assign-work / reference (Core), interleaved {_turns(interleaved)}",
+                interleaved.get("ratios_of_medians", {}).get("assign_vs_core"),
+                TARGETS["assign_vs_reference"],
+            ),
+            (
+                b,
+                f"assign-work / reference (ORM), interleaved {_turns(interleaved)}",
+                interleaved.get("ratios_of_medians", {}).get("assign_vs_orm"),
+                "",
+            ),
             (b, "assign-work closed loop, CPU % server/PostgreSQL/Redis/generator", _cpu(closed), ""),
             (b, "assign-work closed loop, HTTP p50/p99 ms", _pair(closed.get("http_latency_ms")), ""),
             (
@@ -457,6 +472,10 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _turns(interleaved: dict) -> str:
+    return f"({interleaved['rounds']} x {interleaved['seconds']} s turns, medians)" if interleaved else ""
+
+
 def _cpu(phase: dict) -> str | None:
     parts = ("server", "postgres", "redis", "generator")
     return " / ".join(str(phase.get(f"{p}_cpu_percent")) for p in parts) if phase else None
@@ -476,6 +495,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200, help="open-loop assignments per second")
     parser.add_argument("--duration", type=float, default=15, help="seconds per load phase")
     parser.add_argument("--round-trips", type=int, default=100)
+    parser.add_argument(
+        "--ratio-rounds",
+        type=int,
+        default=4,
+        help="rounds of interleaved assign-work / yardstick turns after the closed loop (0: none)",
+    )
+    parser.add_argument("--ratio-seconds", type=float, default=4.0, help="length of each interleaved turn")
     parser.add_argument("--fcm-pushes", type=int, default=5000)
     parser.add_argument("--skip-closed-loop", action="store_true", help="only the open-loop latency phase")
     parser.add_argument("--latency-sockets", type=int, default=5000, help="idle sockets during the open-loop phase")
@@ -509,6 +535,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.providers, args.seekers, args.duration, args.round_trips, args.fcm_pushes = 200, 20, 3, 20, 1000
+        args.ratio_rounds, args.ratio_seconds = 2, 1.0
         args.latency_sockets, args.capacity_sockets = 400, 0
     if args.ws_compare:
         print(json.dumps(compare_websocket_implementations(args), indent=2))
