@@ -121,14 +121,14 @@ class ClosingWSProtocol(WSProtocol):
         lost connection's closure, becomes a list (0.7 KB). Private parts of wsproto 1.2; where they are not,
         nothing is changed."""
         handshake = getattr(self.conn, "handshake", None)
-        if getattr(self.conn, "connection", None) is not None and hasattr(handshake, "_h11_connection"):
+        connection = getattr(self.conn, "connection", None)
+        if connection is not None and hasattr(handshake, "_h11_connection"):
             handshake._h11_connection = None
             handshake._initiating_request = None
             if not handshake._events:  # read only from now on (an empty deque is ~760 bytes; a tuple reads alike)
                 handshake._events = ()
-        connection = getattr(self.conn, "connection", None)
-        if isinstance(getattr(connection, "_events", None), deque) and not connection._events:  # type: ignore[union-attr]
-            connection._events = RarelyUsedQueue()  # type: ignore[union-attr]
+        if isinstance(getattr(connection, "_events", None), deque) and not connection._events:
+            connection._events = RarelyUsedQueue()
 
     def start_keepalive(self) -> None:
         """The first ping at a random point of the first interval, not a whole interval after the accept. Sockets

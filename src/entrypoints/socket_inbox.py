@@ -34,9 +34,6 @@ class Inbox(Generic[Item]):
     def empty(self) -> bool:
         return not self._items
 
-    def qsize(self) -> int:
-        return len(self._items) if self._items else 0
-
     def put_nowait(self, item: Item) -> None:
         if self._items is None:
             self._items = deque()
@@ -50,7 +47,7 @@ class Inbox(Generic[Item]):
                 self._getters = []
             self._getters.append(getter)
             try:
-                await getter
+                await getter  # put_nowait wakes it and takes it off the list
             except BaseException:
                 getter.cancel()
                 self._forget(getter)
@@ -58,7 +55,6 @@ class Inbox(Generic[Item]):
                     # Woken and cancelled at once: pass the item's wake-up on, as asyncio.Queue does.
                     self._wake_next_getter()
                 raise
-            self._forget(getter)
         item = self._items.popleft()
         if not self._items:
             self._items = None
