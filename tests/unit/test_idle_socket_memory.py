@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import uvicorn
 from hypothesis import example, given, settings
@@ -36,23 +37,31 @@ def outcome(task: asyncio.Task) -> object:
     return "cancelled" if task.cancelled() else task.result()
 
 
+async def play(steps: list[tuple], actions: dict[str, Callable[[tuple], None]], waiter: tuple[str, Callable]) -> list:
+    """Run the steps in this loop: an action's step acts, the waiter's step starts a task waiting, ``cancel``
+    cancels one of them (else, as ``step``, lets the loop run once); then let the loop settle. The waiting tasks."""
+    waiter_step, wait = waiter
+    waiters: list[asyncio.Task] = []
+    for step in steps:
+        if step[0] in actions:
+            actions[step[0]](step)
+        elif step[0] == waiter_step:
+            waiters.append(asyncio.create_task(wait()))
+        elif step[0] == "cancel" and waiters:
+            waiters[step[1] % len(waiters)].cancel()
+        else:
+            await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return waiters
+
+
 def run_queue_scenario(queue_type: type, steps: list[tuple]) -> tuple:
     async def scenario() -> tuple:
         queue = queue_type()
-        getters: list[asyncio.Task] = []
-        for step in steps:
-            if step[0] == "put":
-                queue.put_nowait(step[1])
-            elif step[0] == "get":
-                getters.append(asyncio.create_task(queue.get()))
-            elif step[0] == "cancel" and getters:
-                getters[step[1] % len(getters)].cancel()
-            else:
-                await asyncio.sleep(0)
-        for _ in range(5):
-            await asyncio.sleep(0)
+        getters = await play(steps, {"put": lambda step: queue.put_nowait(step[1])}, ("get", queue.get))
         outcomes = [outcome(task) for task in getters]
-        left = [queue.empty(), queue.qsize()]
+        left = [queue.empty()]
         while not queue.empty():
             left.append(await queue.get())
         for task in getters:
@@ -82,20 +91,8 @@ gate_steps = st.lists(
 def run_gate_scenario(make_gate, steps: list[tuple]) -> tuple:
     async def scenario() -> tuple:
         gate = make_gate()
-        waiters: list[asyncio.Task] = []
-        for step in steps:
-            if step[0] == "set":
-                gate.set()
-            elif step[0] == "clear":
-                gate.clear()
-            elif step[0] == "wait":
-                waiters.append(asyncio.create_task(gate.wait()))
-            elif step[0] == "cancel" and waiters:
-                waiters[step[1] % len(waiters)].cancel()
-            else:
-                await asyncio.sleep(0)
-        for _ in range(5):
-            await asyncio.sleep(0)
+        actions = {"set": lambda step: gate.set(), "clear": lambda step: gate.clear()}
+        waiters = await play(steps, actions, ("wait", gate.wait))
         outcomes = [outcome(task) for task in waiters]
         for task in waiters:
             task.cancel()
